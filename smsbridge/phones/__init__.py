@@ -1,0 +1,1 @@
+"""Phones that ship with the core distribution."""

@@ -1,0 +1,258 @@
+"""Public test helpers for plugin authors.
+
+:class:`PhoneContract` holds the test cases every phone must pass. A plugin's test module
+subclasses it, tells it how to build a phone pointed at its local fake provider and how
+to make the fake misbehave, and gets the shared cases for free::
+
+    class TestOrangeContract(PhoneContract):
+        recipient = "+2250701020304"
+        error_cases = {"no_units": InsufficientCredit, "outage": ProviderUnavailable}
+        status_cases = [("DeliveredToTerminal", Status.delivered)]
+
+        def make_phone(self, **options): ...
+        def arrange_error(self, case): ...
+        def status_request(self, phone, provider_id, raw_status): ...
+
+The base class never talks to a network by itself: everything goes through the hooks.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+
+from .errors import InvalidSender, SendError, UnsupportedFeature, WebhookAuthError
+from .message import Balance, OutgoingMessage, SendResult
+from .phone import Phone
+from .status import Status
+from .webhooks.request import WebhookRequest
+
+__all__ = ["FakeServer", "PhoneContract", "free_port"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FakeServer:
+    """A threaded HTTP server on 127.0.0.1 for fake providers.
+
+    ``handler`` is a :class:`BaseHTTPRequestHandler` subclass; the server object is
+    reachable from it as ``self.server`` and carries ``state`` (a dict) for the fake's data.
+    Use as a context manager; ``url`` is the base URL.
+    """
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], state: Any = None) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.httpd.state = state if state is not None else {}  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def state(self) -> Any:
+        return self.httpd.state  # type: ignore[attr-defined]
+
+    def start(self) -> FakeServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> FakeServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PhoneContract:
+    """Shared cases for every phone plugin. Subclass and fill in the hooks.
+
+    Attributes to set:
+
+    - ``recipient``: a valid E.164 number the fake accepts.
+    - ``error_cases``: case name → the :class:`SendError` subclass a send must raise
+      after :meth:`arrange_error` prepared that case (retries are disabled for these).
+    - ``status_cases``: (raw provider status, expected :class:`Status`) pairs.
+    """
+
+    recipient: ClassVar[str] = "+33612345678"
+    error_cases: ClassVar[Mapping[str, type[SendError]]] = {}
+    status_cases: ClassVar[list[tuple[str, Status]]] = []
+
+    # ---------------------------------------------------------------- hooks
+    def make_phone(self, **options: Any) -> Phone:
+        """A phone pointed at the local fake (options override the defaults)."""
+        raise NotImplementedError
+
+    def arrange_error(self, phone: Phone, case: str) -> None:
+        """Make the next send through ``phone`` fail as ``case`` describes."""
+        raise NotImplementedError
+
+    def assert_provider_received(self, phone: Phone, result: SendResult, body: str) -> None:
+        """Assert the fake provider really got the message (override; default: nothing)."""
+
+    def status_request(self, phone: Phone, provider_id: str, raw_status: str) -> WebhookRequest:
+        """A status callback request as the provider would send it (webhook phones)."""
+        raise NotImplementedError
+
+    def arrange_status(self, phone: Phone, provider_id: str, raw_status: str) -> None:
+        """Make the fake report ``raw_status`` for ``provider_id`` (polling phones)."""
+        raise NotImplementedError
+
+    def inbound_request(self, phone: Phone, sender: str, body: str) -> WebhookRequest:
+        """An inbound SMS request as the provider would send it (webhook phones)."""
+        raise NotImplementedError
+
+    def unauthenticated_request(self, phone: Phone, kind: str) -> WebhookRequest:
+        """A webhook request with a bad or missing secret/signature."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- helpers
+    def message(self, body: str = "Hello from smsbridge", **fields: Any) -> OutgoingMessage:
+        return OutgoingMessage(to=self.recipient, body=body, **fields)
+
+    @contextmanager
+    def phone_ctx(self, **options: Any) -> Iterator[Phone]:
+        phone = self.make_phone(**options)
+        try:
+            yield phone
+        finally:
+            phone.close()
+
+    # ---------------------------------------------------------------- cases
+    def test_send_happy_path(self) -> None:
+        with self.phone_ctx() as phone:
+            result = phone.send(self.message("Hello from smsbridge"))
+            assert result.status in (Status.queued, Status.sent, Status.delivered)
+            assert result.provider_id
+            assert result.phone == phone.name
+            assert result.to == self.recipient
+            assert result.segments == 1 and result.encoding == "gsm7"
+            self.assert_provider_received(phone, result, "Hello from smsbridge")
+
+    def test_send_unicode(self) -> None:
+        if not type(self.make_phone()).capabilities.unicode:
+            pytest.skip("phone has no unicode capability")
+        body = "Bientôt chez vous ✓ — œuvre"
+        with self.phone_ctx() as phone:
+            result = phone.send(self.message(body))
+            assert result.encoding == "ucs2"
+            self.assert_provider_received(phone, result, body)
+
+    def test_error_mapping(self) -> None:
+        if not self.error_cases:
+            pytest.fail("a phone contract must declare error_cases")
+        for case, expected in self.error_cases.items():
+            with self.phone_ctx(retries=0) as phone:
+                self.arrange_error(phone, case)
+                with pytest.raises(expected) as info:
+                    phone.send(self.message(f"error case {case}"))
+                assert info.value.phone == phone.name, case
+                for secret in phone.secrets():
+                    assert secret not in str(info.value), f"{case}: secret leaked in error"
+
+    def test_status_mapping(self) -> None:
+        phone = self.make_phone()
+        caps = phone.caps
+        if not caps.status:
+            with pytest.raises(UnsupportedFeature):
+                phone.fetch_status("x")
+            with pytest.raises(UnsupportedFeature):
+                phone.parse_status_callback(WebhookRequest("POST", "http://localhost/"))
+            return
+        assert self.status_cases, "a phone with status reports must declare status_cases"
+        for raw, expected in self.status_cases:
+            provider_id = f"pid-{abs(hash(raw)) % 10**8}"
+            if caps.status_mode == "webhook":
+                request = self.status_request(phone, provider_id, raw)
+                phone.verify_webhook(request)
+                reports = phone.parse_status_callback(request)
+                assert len(reports) >= 1, raw
+                report = reports[0]
+            else:
+                self.arrange_status(phone, provider_id, raw)
+                report = phone.fetch_status(provider_id)
+            assert report.status is expected, f"{raw!r} -> {report.status}, want {expected}"
+            assert report.raw_status is not None
+            assert report.phone == phone.name
+        phone.close()
+
+    def test_inbound(self) -> None:
+        phone = self.make_phone()
+        caps = phone.caps
+        if not caps.receive:
+            with pytest.raises(UnsupportedFeature):
+                phone.parse_inbound(WebhookRequest("POST", "http://localhost/"))
+            with pytest.raises(UnsupportedFeature):
+                phone.fetch_incoming()
+            return
+        if caps.receive_mode != "webhook":
+            pytest.skip("polling inbound: covered by the plugin's own tests")
+        request = self.inbound_request(phone, self.recipient, "STOP merci")
+        phone.verify_webhook(request)
+        messages = phone.parse_inbound(request)
+        assert len(messages) == 1
+        assert messages[0].sender == self.recipient
+        assert messages[0].body == "STOP merci"
+        assert messages[0].phone == phone.name
+        phone.close()
+
+    def test_webhook_auth(self) -> None:
+        phone = self.make_phone()
+        caps = phone.caps
+        kinds = [k for k, on in (("status", caps.status_mode == "webhook"),
+                                 ("inbound", caps.receive_mode == "webhook")) if on]
+        if not kinds:
+            pytest.skip("phone has no webhooks")
+        for kind in kinds:
+            with pytest.raises(WebhookAuthError):
+                phone.verify_webhook(self.unauthenticated_request(phone, kind))
+        phone.close()
+
+    def test_capabilities_honesty(self) -> None:
+        phone = self.make_phone()
+        caps = phone.caps
+        if not caps.mms_send:
+            with pytest.raises(UnsupportedFeature):
+                phone.send(self.message(media=("https://example.com/a.png",)))
+        if not caps.flash:
+            with pytest.raises(UnsupportedFeature):
+                phone.send(self.message(flash=True))
+        if not caps.sender_name:
+            with pytest.raises(InvalidSender):
+                phone.send(self.message(sender="MyBrand"))
+        if not caps.balance:
+            with pytest.raises(UnsupportedFeature):
+                phone.balance()
+        else:
+            assert isinstance(phone.balance(), Balance)
+        phone.close()
+
+    def test_repr_hides_secrets(self) -> None:
+        phone = self.make_phone()
+        text = repr(phone) + repr(phone.options) + str(phone.options)
+        for secret in phone.secrets():
+            assert secret not in text
+        phone.close()
+
+
+def run_in_thread(fn: Callable[[], Any]) -> threading.Thread:
+    thread = threading.Thread(target=fn, daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,111 @@
+"""Framework-agnostic webhook request and response."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ..errors import WebhookParseError
+
+__all__ = ["WebhookRequest", "WebhookResponse"]
+
+
+def _lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in headers.items()}
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """One HTTP request from a provider, as every adapter hands it to the dispatcher.
+
+    ``url`` is the full URL the provider called (scheme, host, path and query) as seen
+    from outside: signature checks (Twilio) need it. ``remote_addr`` is the peer address
+    (already resolved from ``X-Forwarded-For`` by the adapter only when trusted).
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    remote_addr: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", self.method.upper())
+        object.__setattr__(self, "headers", _lower_keys(self.headers))
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+    @property
+    def query_lists(self) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.url).query, keep_blank_values=True)
+
+    @property
+    def query(self) -> dict[str, str]:
+        """Query parameters, first value of each."""
+        return {k: v[0] for k, v in self.query_lists.items()}
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    @property
+    def content_type(self) -> str:
+        return (self.header("content-type") or "").split(";")[0].strip().lower()
+
+    def text(self) -> str:
+        try:
+            return self.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WebhookParseError(f"body is not UTF-8: {exc}") from None
+
+    def json(self) -> Any:
+        """The body parsed as JSON, or :class:`WebhookParseError`."""
+        if not self.body.strip():
+            raise WebhookParseError("empty body where JSON was expected")
+        try:
+            return json.loads(self.text())
+        except ValueError as exc:
+            raise WebhookParseError(f"body is not valid JSON: {exc}") from None
+
+    def form_lists(self) -> dict[str, list[str]]:
+        return parse_qs(self.text(), keep_blank_values=True)
+
+    def form(self) -> dict[str, str]:
+        """URL-encoded form body, first value of each field."""
+        return {k: v[0] for k, v in self.form_lists().items()}
+
+    def params(self) -> dict[str, str]:
+        """Query parameters merged with form fields (form wins): for GET-or-POST callbacks."""
+        data = self.query
+        if self.body and self.content_type in ("application/x-www-form-urlencoded", ""):
+            try:
+                data.update(self.form())
+            except WebhookParseError:
+                raise
+        return data
+
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    """What the dispatcher answers; adapters turn it into their framework's response."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def text(cls, status: int, text: str) -> WebhookResponse:
+        return cls(status=status, body=text.encode("utf-8"))
+
+    @classmethod
+    def json(cls, status: int, data: Any) -> WebhookResponse:
+        return cls(
+            status=status,
+            body=json.dumps(data).encode("utf-8"),
+            content_type="application/json",
+        )
