@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .bridge import Bridge, load
 from .capabilities import Capabilities
 from .errors import (
     AmbiguousSend,
@@ -42,6 +43,7 @@ __all__ = [
     "Attempt",
     "AuthError",
     "Balance",
+    "Bridge",
     "Capabilities",
     "ConfigError",
     "HttpPhone",
@@ -72,4 +74,5 @@ __all__ = [
     "WebhookRequest",
     "WebhookResponse",
     "__version__",
+    "load",
 ]

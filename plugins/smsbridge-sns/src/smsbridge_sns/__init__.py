@@ -1,0 +1,1 @@
+"""AWS SNS phone (placeholder while installing)."""

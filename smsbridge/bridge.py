@@ -1,0 +1,479 @@
+"""The :class:`Bridge`: the object users hold.
+
+It owns the phones built from the config, the router, the optional message store and
+the user's callbacks, and drives the send lifecycle across phones (failover)::
+
+    normalise the number → idempotency check (store) → record ``pending`` (store)
+    → route → for each phone: Phone.deliver (validation, rate limit, retries)
+    → on a phone-level failure, fail over to the next phone → record the outcome
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from .capabilities import Capabilities
+from .config import Config, load_config, validate_options
+from .encoding import count_segments
+from .errors import (
+    AmbiguousSend,
+    AuthError,
+    ConfigError,
+    InsufficientCredit,
+    MessageError,
+    ProviderUnavailable,
+    RateLimited,
+    Rejected,
+    RoutingError,
+    SendError,
+    SmsBridgeError,
+    UnsupportedFeature,
+)
+from .message import (
+    Attempt,
+    Balance,
+    IncomingMessage,
+    OutgoingMessage,
+    SendResult,
+    StatusReport,
+    new_id,
+)
+from .numbers import normalize
+from .phone import Phone
+from .registry import load_plugin
+from .router import RouteDecision, Router
+from .status import Status
+from .webhooks.dispatcher import Dispatcher
+from .webhooks.request import WebhookRequest, WebhookResponse
+
+if TYPE_CHECKING:
+    from .store.protocol import MessageStore
+
+__all__ = ["Bridge", "load"]
+
+log = logging.getLogger("smsbridge")
+
+StatusCallback = Callable[[StatusReport], Any]
+ReceiveCallback = Callable[[IncomingMessage], Any]
+
+
+class Bridge:
+    """Phones, routes, store and callbacks, with one ``send()``.
+
+    Build it from a YAML file (:meth:`from_yaml`, :func:`smsbridge.load`), from a parsed
+    :class:`~smsbridge.config.Config` (:meth:`from_config`), or directly from phone objects.
+    """
+
+    def __init__(
+        self,
+        phones: Mapping[str, Phone],
+        *,
+        config: Config | None = None,
+        store: MessageStore | None = None,
+        lane_workers: int = 4,
+    ) -> None:
+        if not phones:
+            raise ConfigError("a bridge needs at least one phone")
+        self.config = config or Config(phones={})
+        self._phones: dict[str, Phone] = dict(phones)
+        self.router = Router(self.config.routes, self._phones)
+        self.store: MessageStore | None = store
+        self.lane_workers = max(1, lane_workers)
+        self._status_callbacks: list[StatusCallback] = []
+        self._receive_callbacks: list[ReceiveCallback] = []
+        self.dispatcher = Dispatcher(self)
+        if self.config.forward:
+            from .webhooks.forward import Forwarder
+
+            self.dispatcher.listeners.append(Forwarder(self.config.forward))
+        for phone in self._phones.values():
+            phone.bridge = self
+            if not phone.webhook_protected and (phone.caps.status_mode == "webhook"
+                                                or phone.caps.receive_mode == "webhook"):
+                log.debug("phone %s: webhooks are not protected", phone.name)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str] | None = None, **kw: Any) -> Bridge:
+        """Load a YAML config (``path`` → ``$SMSBRIDGE_CONFIG`` → ``./smsbridge.yaml``)."""
+        return cls.from_config(load_config(path), **kw)
+
+    @classmethod
+    def from_config(cls, config: Config, *, store: MessageStore | None = None,
+                    **kw: Any) -> Bridge:
+        phones = build_phones(config)
+        if store is None and config.store:
+            store = open_store(config.store, file=config.path)
+        return cls(phones, config=config, store=store, **kw)
+
+    @property
+    def phones(self) -> Mapping[str, Phone]:
+        return dict(self._phones)
+
+    def phone(self, name: str) -> Phone:
+        try:
+            return self._phones[name]
+        except KeyError:
+            raise RoutingError(
+                f"unknown phone '{name}' (phones: {', '.join(self._phones)})"
+            ) from None
+
+    def capabilities(self) -> dict[str, Capabilities]:
+        return {name: phone.caps for name, phone in self._phones.items()}
+
+    # ------------------------------------------------------------------ callbacks
+    def on_status(self, callback: StatusCallback) -> StatusCallback:
+        """Call ``callback(StatusReport)`` for every delivery report (usable as a decorator)."""
+        self._status_callbacks.append(callback)
+        return callback
+
+    def on_receive(self, callback: ReceiveCallback) -> ReceiveCallback:
+        """Call ``callback(IncomingMessage)`` for every inbound message."""
+        self._receive_callbacks.append(callback)
+        return callback
+
+    def dispatch_status(self, report: StatusReport) -> StatusReport | None:
+        """Apply a report to the store and call the status callbacks.
+
+        Returns the report (with ``message_id`` when the store knows it), or None when it
+        was a duplicate already applied. User callback errors propagate.
+        """
+        return self.dispatcher.dispatch_status(report)
+
+    def dispatch_incoming(self, message: IncomingMessage) -> bool:
+        """Store an inbound message and call the receive callbacks; False if duplicate."""
+        return self.dispatcher.dispatch_incoming(message)
+
+    # ------------------------------------------------------------------ routing
+    def _normalize(self, message: OutgoingMessage) -> str:
+        to = normalize(message.to, self.config.default_region)
+        if (not message.body or not message.body.strip()) and not message.media:
+            raise MessageError("message body is empty")
+        return to
+
+    def route(self, to: str, body: str = "x", **fields: Any) -> list[str]:
+        """The phone names a message would be tried on, in order, without sending."""
+        message = OutgoingMessage(to=to, body=body, **fields)
+        return list(self._decide(message, self._normalize(message)).phones)
+
+    def _decide(self, message: OutgoingMessage, to: str) -> RouteDecision:
+        if message.phone:
+            phone = self.phone(message.phone)
+            problem = phone.check_message(message, to)
+            if problem is not None:
+                raise problem
+            return RouteDecision((phone.name,), None, {})
+        return self.router.decide(message, to)
+
+    # ------------------------------------------------------------------ sending
+    def send(self, to: str, body: str, **fields: Any) -> SendResult:
+        """Send one SMS. ``fields``: phone, sender, tag, flash, media, metadata,
+        idempotency_key.
+
+        Returns a :class:`SendResult` on success. Raises :class:`MessageError` (bad input,
+        before any network call), :class:`RoutingError`, or the last phone's
+        :class:`SendError` when every phone failed — its ``result`` attribute holds the
+        :class:`SendResult` with every attempt.
+        """
+        return self.send_message(OutgoingMessage(to=to, body=body, **fields))
+
+    def send_message(self, message: OutgoingMessage | Mapping[str, Any]) -> SendResult:
+        result = self._send(OutgoingMessage.coerce(message))
+        if result.error is not None:
+            raise result.error
+        return result
+
+    def _send(
+        self,
+        message: OutgoingMessage,
+        message_id: str | None = None,
+        *,
+        already_stored: bool = False,
+    ) -> SendResult:
+        """The whole lifecycle; failures come back in ``result.error`` (MessageErrors raise).
+
+        ``already_stored``: the message is in the store as ``message_id`` (outbox
+        workers), so no ``pending`` record or idempotency check is made here.
+        """
+        to = self._normalize(message)
+        decision = self._decide(message, to)
+        info = count_segments(message.body or "")
+        message_id = message_id or new_id()
+        if self.store is not None and not already_stored:
+            existing = self.store.begin_send(
+                message_id, message, to=to, segments=info.segments, encoding=info.encoding
+            )
+            if existing is not None:
+                log.info("idempotency key %r: returning message %s",
+                         message.idempotency_key, existing.message_id)
+                return existing
+        attempts: list[Attempt] = []
+        last_error: SendError | MessageError | None = None
+        for name in decision.phones:
+            phone = self._phones[name]
+            try:
+                prepared = phone.prepare(message, message_id)
+                submission, retries = phone.deliver(prepared)
+            except (SendError, MessageError) as exc:
+                attempt = Attempt(phone=name, error=str(exc), error_type=type(exc).__name__)
+                attempts.append(attempt)
+                if self.store is not None:
+                    self.store.record_attempt(message_id, attempt)
+                last_error = exc
+                if isinstance(exc, MessageError) or not _fails_over(exc, decision):
+                    break
+                log.warning("phone %s failed (%s); failing over", name, exc)
+                continue
+            attempt = Attempt(phone=name, retries=retries)
+            attempts.append(attempt)
+            if self.store is not None:
+                self.store.record_attempt(message_id, attempt)
+            result = phone.result(prepared, submission)
+            result = _with(result, attempts=tuple(attempts))
+            if self.store is not None:
+                self.store.finish_send(result)
+            return result
+        assert last_error is not None
+        status = Status.unknown if isinstance(last_error, AmbiguousSend) else Status.failed
+        result = SendResult(
+            message_id=message_id,
+            status=status,
+            phone=attempts[-1].phone if attempts else None,
+            provider_id=None,
+            to=to,
+            segments=info.segments,
+            encoding=info.encoding,
+            error=last_error,
+            attempts=tuple(attempts),
+        )
+        if self.store is not None:
+            self.store.finish_send(result)
+        last_error.result = result  # type: ignore[union-attr]
+        return result
+
+    def enqueue(self, to: str, body: str, **fields: Any) -> str:
+        """Store a message in the outbox (a worker sends it); returns its message id."""
+        from .outbox import enqueue
+
+        return enqueue(self, OutgoingMessage(to=to, body=body, **fields))
+
+    def enqueue_many(self, messages: Iterable[OutgoingMessage | Mapping[str, Any]]) -> list[str]:
+        """Store many messages in the outbox in one transaction; returns their ids."""
+        from .outbox import enqueue_many
+
+        return enqueue_many(self, [OutgoingMessage.coerce(m) for m in messages])
+
+    def send_many(
+        self, messages: Iterable[OutgoingMessage | Mapping[str, Any]]
+    ) -> list[SendResult]:
+        """Send many messages concurrently; results in input order, never raises for one.
+
+        Messages are grouped by the first phone their route picks; each phone gets its
+        own lane of ``lane_workers`` threads, so a slow phone never holds up a fast one,
+        and each phone keeps its own rate limit. A message that cannot be sent comes back
+        with ``error`` set and status ``failed``.
+        """
+        items = list(messages)
+        results: list[SendResult | None] = [None] * len(items)
+        lanes: dict[str, list[tuple[int, OutgoingMessage]]] = {}
+        for i, raw in enumerate(items):
+            try:
+                message = OutgoingMessage.coerce(raw)
+                to = self._normalize(message)
+                first = self._decide(message, to).phones[0]
+            except (SmsBridgeError, TypeError, ValueError) as exc:
+                results[i] = _failed(raw, exc)
+                continue
+            lanes.setdefault(first, []).append((i, message))
+        threads = sum(min(self.lane_workers, len(v)) for v in lanes.values())
+        if threads:
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="smsbridge") as pool:
+                for lane in lanes.values():
+                    work: queue.SimpleQueue[tuple[int, OutgoingMessage]] = queue.SimpleQueue()
+                    for item in lane:
+                        work.put(item)
+                    for _ in range(min(self.lane_workers, len(lane))):
+                        pool.submit(self._drain_lane, work, results)
+        return [r if r is not None else _failed(items[i], RuntimeError("not sent"))
+                for i, r in enumerate(results)]
+
+    def _drain_lane(self, work: queue.SimpleQueue[tuple[int, OutgoingMessage]],
+                    results: list[SendResult | None]) -> None:
+        while True:
+            try:
+                i, message = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results[i] = self._send(message)
+            except Exception as exc:  # one failure never stops the batch
+                if not isinstance(exc, SmsBridgeError):
+                    log.exception("send_many: message %d failed unexpectedly", i)
+                results[i] = _failed(message, exc)
+
+    # ------------------------------------------------------------------ webhooks
+    def handle_webhook(self, phone: str, kind: str, request: WebhookRequest) -> WebhookResponse:
+        """Dispatch one provider callback (``kind`` = ``status`` or ``inbound``)."""
+        return self.dispatcher.handle(phone, kind, request)
+
+    def webhook_app(self, kind: str = "asgi") -> Any:
+        """A mountable app serving ``/webhooks/{phone}/{status|inbound}`` and ``/healthz``."""
+        if kind == "asgi":
+            from .webhooks.asgi import ASGIApp
+
+            return ASGIApp(self)
+        if kind == "wsgi":
+            from .webhooks.wsgi import WSGIApp
+
+            return WSGIApp(self)
+        raise ValueError(f"kind must be 'asgi' or 'wsgi', not {kind!r}")
+
+    def callback_urls(self) -> dict[str, dict[str, str | None]]:
+        """Per phone, the status/inbound URLs to paste in the provider's console."""
+        urls: dict[str, dict[str, str | None]] = {}
+        for name, phone in self._phones.items():
+            caps = phone.caps
+            urls[name] = {
+                "status": phone.callback_url("status") if caps.status_mode == "webhook" else None,
+                "inbound": (phone.callback_url("inbound")
+                            if caps.receive_mode == "webhook" else None),
+            }
+        return urls
+
+    # ------------------------------------------------------------------ polling & admin
+    def poll(self) -> dict[str, int]:
+        """Pull inbound messages from polling phones and dispatch them; counts per phone."""
+        counts: dict[str, int] = {}
+        for name, phone in self._phones.items():
+            if phone.caps.receive_mode != "poll":
+                continue
+            try:
+                received = phone.fetch_incoming(self.dispatch_incoming)
+            except SendError as exc:
+                log.warning("phone %s: polling failed: %s", name, exc)
+                continue
+            counts[name] = len(received)
+        return counts
+
+    def balance(self, phone_name: str) -> Balance:
+        return self.phone(phone_name).balance()
+
+    def check(self) -> dict[str, SmsBridgeError | None]:
+        """Check each phone's credentials (``Phone.check``); None means fine."""
+        out: dict[str, SmsBridgeError | None] = {}
+        for name, phone in self._phones.items():
+            try:
+                phone.check()
+                out[name] = None
+            except SmsBridgeError as exc:
+                out[name] = exc
+        return out
+
+    def close(self) -> None:
+        self.dispatcher.close()
+        for phone in self._phones.values():
+            try:
+                phone.close()
+            except Exception:  # pragma: no cover - closing is best effort
+                log.debug("closing %s failed", phone.name, exc_info=True)
+        if self.store is not None:
+            self.store.close()
+
+    def __enter__(self) -> Bridge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Bridge phones={list(self._phones)} store={'yes' if self.store else 'no'}>"
+
+
+# ---------------------------------------------------------------------- helpers
+def _fails_over(exc: SendError, decision: RouteDecision) -> bool:
+    """DESIGN §7: fail over only on errors about the phone, never on the message."""
+    if isinstance(exc, AmbiguousSend):
+        return decision.resend_ambiguous
+    if isinstance(exc, Rejected):
+        return False
+    if isinstance(exc, (InsufficientCredit, AuthError, ProviderUnavailable, RateLimited)):
+        return True
+    return exc.retryable
+
+
+def _with(result: SendResult, **changes: Any) -> SendResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+def _failed(raw: Any, exc: BaseException) -> SendResult:
+    to = getattr(raw, "to", None) or (raw.get("to") if isinstance(raw, Mapping) else None)
+    body = getattr(raw, "body", None) or (raw.get("body") if isinstance(raw, Mapping) else "")
+    try:
+        info = count_segments(str(body or ""))
+        segments, encoding = info.segments, info.encoding
+    except ValueError:
+        segments, encoding = 0, "gsm7"
+    result = getattr(exc, "result", None)
+    if isinstance(result, SendResult):
+        return result
+    return SendResult(
+        message_id=new_id(),
+        status=Status.failed,
+        phone=None,
+        provider_id=None,
+        to=str(to or ""),
+        segments=segments,
+        encoding=encoding,
+        error=exc,
+    )
+
+
+def build_phones(config: Config) -> dict[str, Phone]:
+    """Instantiate every phone of ``config`` through its plugin (errors name the key)."""
+    phones: dict[str, Phone] = {}
+    for name, spec in config.phones.items():
+        try:
+            cls = load_plugin(spec.plugin)
+        except ConfigError as exc:
+            raise ConfigError(exc.reason, file=config.path, line=spec.line,
+                              key=f"phones.{name}.plugin") from None
+        options = validate_options(spec, cls.Options, config.path)
+        try:
+            phones[name] = cls(
+                name,
+                options,
+                public_url=config.webhooks.public_url,
+                default_region=config.default_region,
+            )
+        except (ConfigError, MessageError, UnsupportedFeature) as exc:
+            raise ConfigError(str(exc), file=config.path, line=spec.line,
+                              key=f"phones.{name}") from None
+    return phones
+
+
+def open_store(url: str, *, file: str | None = None) -> MessageStore:
+    try:
+        from .store import open_store as _open
+    except ImportError as exc:  # pragma: no cover - store is part of the core install
+        raise ConfigError(f"the message store is not available: {exc}", file=file,
+                          key="store") from None
+    try:
+        return _open(url)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"cannot open store: {type(exc).__name__}: {exc}", file=file,
+                          key="store") from None
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Bridge:
+    """``Bridge.from_yaml(path)``: path → ``$SMSBRIDGE_CONFIG`` → ``./smsbridge.yaml``."""
+    return Bridge.from_yaml(path)
+
