@@ -70,6 +70,11 @@ class DummyOptions(PhoneOptions):
     latency: float = Field(default=0.0, ge=0, description="Seconds each send takes.")
     outbox_file: str | None = Field(default=None, description="JSON-lines file of sent messages.")
     units: float | None = Field(default=None, description="Balance to report (None: unlimited).")
+    post_reports: bool = Field(
+        default=False,
+        description="POST delivery reports over HTTP to this phone's callback URL "
+        "(needs webhooks.public_url) instead of dispatching them in process.",
+    )
 
 
 class DummyPhone(Phone):
@@ -175,6 +180,12 @@ class DummyPhone(Phone):
         request = self._request(
             "status", {"provider_id": provider_id, "status": status, "error_code": error_code}
         )
+        if self.options.post_reports and self.public_url:
+            import requests
+
+            resp = requests.post(request.url, data=request.body, headers=dict(request.headers),
+                                 timeout=10)
+            return resp.status_code
         if self.bridge is None:
             return self.parse_status_callback(request)
         return self.bridge.handle_webhook(self.name, "status", request)
