@@ -181,14 +181,23 @@ def cmd_demo(args: argparse.Namespace, bridge: Bridge | None) -> int:
 
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", help="YAML file (default: $SMSBRIDGE_CONFIG, "
-                        "then ./smsbridge.yaml)")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    def common_options(suppress: bool) -> argparse.ArgumentParser:
+        # Subcommands repeat the global options; their defaults are suppressed so that
+        # `smsbridge --config X send ...` keeps X.
+        default: Any = argparse.SUPPRESS if suppress else None
+        flag: Any = argparse.SUPPRESS if suppress else False
+        common = argparse.ArgumentParser(add_help=False)
+        common.add_argument("--config", "-c", default=default,
+                            help="YAML file (default: $SMSBRIDGE_CONFIG, then ./smsbridge.yaml)")
+        common.add_argument("--json", action="store_true", default=flag,
+                            help="machine-readable output")
+        common.add_argument("-v", "--verbose", action="store_true", default=flag,
+                            help="log what happens")
+        return common
 
+    common = common_options(suppress=True)
     parser = argparse.ArgumentParser(
-        prog="smsbridge", parents=[common],
+        prog="smsbridge", parents=[common_options(suppress=False)],
         description="Send and receive SMS through many providers.",
     )
     parser.add_argument("--version", action="version", version=f"smsbridge {__version__}")
