@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Generate docs/capabilities.md from the installed plugins' ``Capabilities``.
 
-    python scripts/gen_capabilities.py           # rewrite the page
-    python scripts/gen_capabilities.py --check   # exit 1 when the committed page drifted
+python scripts/gen_capabilities.py           # rewrite the page
+python scripts/gen_capabilities.py --check   # exit 1 when the committed page drifted
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ def main(argv: list[str]) -> int:
     if "--check" in argv:
         current = PAGE.read_text(encoding="utf-8") if PAGE.exists() else ""
         if current != text:
-            print(f"{PAGE} is out of date: run python scripts/gen_capabilities.py",
-                  file=sys.stderr)
+            print(f"{PAGE} is out of date: run python scripts/gen_capabilities.py", file=sys.stderr)
             return 1
         return 0
     PAGE.write_text(text, encoding="utf-8")

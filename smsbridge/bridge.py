@@ -44,7 +44,7 @@ from .message import (
     new_id,
 )
 from .numbers import normalize
-from .phone import Phone
+from .phone import Phone, PhoneOptions
 from .registry import load_plugin
 from .router import RouteDecision, Router
 from .status import Status
@@ -93,8 +93,9 @@ class Bridge:
             self.dispatcher.listeners.append(Forwarder(self.config.forward))
         for phone in self._phones.values():
             phone.bridge = self
-            if not phone.webhook_protected and (phone.caps.status_mode == "webhook"
-                                                or phone.caps.receive_mode == "webhook"):
+            if not phone.webhook_protected and (
+                phone.caps.status_mode == "webhook" or phone.caps.receive_mode == "webhook"
+            ):
                 log.debug("phone %s: webhooks are not protected", phone.name)
 
     # ------------------------------------------------------------------ construction
@@ -104,8 +105,7 @@ class Bridge:
         return cls.from_config(load_config(path), **kw)
 
     @classmethod
-    def from_config(cls, config: Config, *, store: MessageStore | None = None,
-                    **kw: Any) -> Bridge:
+    def from_config(cls, config: Config, *, store: MessageStore | None = None, **kw: Any) -> Bridge:
         phones = build_phones(config)
         if store is None and config.store:
             store = open_store(config.store, file=config.path)
@@ -209,8 +209,11 @@ class Bridge:
                 message_id, message, to=to, segments=info.segments, encoding=info.encoding
             )
             if existing is not None:
-                log.info("idempotency key %r: returning message %s",
-                         message.idempotency_key, existing.message_id)
+                log.info(
+                    "idempotency key %r: returning message %s",
+                    message.idempotency_key,
+                    existing.message_id,
+                )
                 return existing
         attempts: list[Attempt] = []
         last_error: SendError | MessageError | None = None
@@ -260,13 +263,15 @@ class Bridge:
         """Store a message in the outbox (a worker sends it); returns its message id."""
         from .outbox import enqueue
 
-        return enqueue(self, OutgoingMessage(to=to, body=body, **fields))
+        message_id: str = enqueue(self, OutgoingMessage(to=to, body=body, **fields))
+        return message_id
 
     def enqueue_many(self, messages: Iterable[OutgoingMessage | Mapping[str, Any]]) -> list[str]:
         """Store many messages in the outbox in one transaction; returns their ids."""
         from .outbox import enqueue_many
 
-        return enqueue_many(self, [OutgoingMessage.coerce(m) for m in messages])
+        ids: list[str] = enqueue_many(self, [OutgoingMessage.coerce(m) for m in messages])
+        return ids
 
     def send_many(
         self, messages: Iterable[OutgoingMessage | Mapping[str, Any]]
@@ -299,11 +304,14 @@ class Bridge:
                         work.put(item)
                     for _ in range(min(self.lane_workers, len(lane))):
                         pool.submit(self._drain_lane, work, results)
-        return [r if r is not None else _failed(items[i], RuntimeError("not sent"))
-                for i, r in enumerate(results)]
+        return [
+            r if r is not None else _failed(items[i], RuntimeError("not sent"))
+            for i, r in enumerate(results)
+        ]
 
-    def _drain_lane(self, work: queue.SimpleQueue[tuple[int, OutgoingMessage]],
-                    results: list[SendResult | None]) -> None:
+    def _drain_lane(
+        self, work: queue.SimpleQueue[tuple[int, OutgoingMessage]], results: list[SendResult | None]
+    ) -> None:
         while True:
             try:
                 i, message = work.get_nowait()
@@ -340,8 +348,9 @@ class Bridge:
             caps = phone.caps
             urls[name] = {
                 "status": phone.callback_url("status") if caps.status_mode == "webhook" else None,
-                "inbound": (phone.callback_url("inbound")
-                            if caps.receive_mode == "webhook" else None),
+                "inbound": (
+                    phone.callback_url("inbound") if caps.receive_mode == "webhook" else None
+                ),
             }
         return urls
 
@@ -353,12 +362,15 @@ class Bridge:
             if phone.caps.receive_mode != "poll":
                 continue
             try:
-                received = phone.fetch_incoming(self.dispatch_incoming)
+                received = phone.fetch_incoming(self._poll_handle)
             except SendError as exc:
                 log.warning("phone %s: polling failed: %s", name, exc)
                 continue
             counts[name] = len(received)
         return counts
+
+    def _poll_handle(self, message: IncomingMessage) -> None:
+        self.dispatch_incoming(message)
 
     def balance(self, phone_name: str) -> Balance:
         return self.phone(phone_name).balance()
@@ -442,9 +454,11 @@ def build_phones(config: Config) -> dict[str, Phone]:
         try:
             cls = load_plugin(spec.plugin)
         except ConfigError as exc:
-            raise ConfigError(exc.reason, file=config.path, line=spec.line,
-                              key=f"phones.{name}.plugin") from None
+            raise ConfigError(
+                exc.reason, file=config.path, line=spec.line, key=f"phones.{name}.plugin"
+            ) from None
         options = validate_options(spec, cls.Options, config.path)
+        assert isinstance(options, PhoneOptions)
         try:
             phones[name] = cls(
                 name,
@@ -453,8 +467,9 @@ def build_phones(config: Config) -> dict[str, Phone]:
                 default_region=config.default_region,
             )
         except (ConfigError, MessageError, UnsupportedFeature) as exc:
-            raise ConfigError(str(exc), file=config.path, line=spec.line,
-                              key=f"phones.{name}") from None
+            raise ConfigError(
+                str(exc), file=config.path, line=spec.line, key=f"phones.{name}"
+            ) from None
     return phones
 
 
@@ -462,18 +477,20 @@ def open_store(url: str, *, file: str | None = None) -> MessageStore:
     try:
         from .store import open_store as _open
     except ImportError as exc:  # pragma: no cover - store is part of the core install
-        raise ConfigError(f"the message store is not available: {exc}", file=file,
-                          key="store") from None
+        raise ConfigError(
+            f"the message store is not available: {exc}", file=file, key="store"
+        ) from None
     try:
-        return _open(url)
+        store: MessageStore = _open(url)
+        return store
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"cannot open store: {type(exc).__name__}: {exc}", file=file,
-                          key="store") from None
+        raise ConfigError(
+            f"cannot open store: {type(exc).__name__}: {exc}", file=file, key="store"
+        ) from None
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Bridge:
     """``Bridge.from_yaml(path)``: path → ``$SMSBRIDGE_CONFIG`` → ``./smsbridge.yaml``."""
     return Bridge.from_yaml(path)
-

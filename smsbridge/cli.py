@@ -87,8 +87,10 @@ def cmd_send(args: argparse.Namespace, bridge: Bridge) -> int:
     if args.json:
         emit_json(result.to_dict())
     else:
-        print(f"sent via {result.phone}: {result.status.value}, provider id {result.provider_id}, "
-              f"message id {result.message_id}, {result.segments} {result.encoding} segment(s)")
+        print(
+            f"sent via {result.phone}: {result.status.value}, provider id {result.provider_id}, "
+            f"message id {result.message_id}, {result.segments} {result.encoding} segment(s)"
+        )
         if len(result.attempts) > 1:
             _print_attempts(result)
     return 0
@@ -112,12 +114,35 @@ def cmd_phones(args: argparse.Namespace, bridge: Bridge) -> int:
     rows = []
     for name, phone in bridge.phones.items():
         urls = bridge.callback_urls()[name]
-        rows.append([name, phone.plugin, phone.rate_limit or "-",
-                     "yes" if phone.webhook_protected else "no",
-                     _hide_token(urls["status"]) or "-", _hide_token(urls["inbound"]) or "-"])
+        rows.append(
+            [
+                name,
+                phone.plugin,
+                phone.rate_limit or "-",
+                "yes" if phone.webhook_protected else "no",
+                _hide_token(urls["status"]) or "-",
+                _hide_token(urls["inbound"]) or "-",
+            ]
+        )
     if args.json:
-        emit_json([dict(zip(["name", "plugin", "rate_limit", "webhooks_protected",
-                             "status_url", "inbound_url"], r)) for r in rows])
+        emit_json(
+            [
+                dict(
+                    zip(
+                        [
+                            "name",
+                            "plugin",
+                            "rate_limit",
+                            "webhooks_protected",
+                            "status_url",
+                            "inbound_url",
+                        ],
+                        r,
+                    )
+                )
+                for r in rows
+            ]
+        )
     else:
         print_table(rows, ["phone", "plugin", "rate/s", "protected", "status url", "inbound url"])
     return 0
@@ -144,8 +169,10 @@ def cmd_plugins(args: argparse.Namespace, bridge: Bridge | None) -> int:
     if args.json:
         emit_json([p.to_dict() for p in plugins.values()])
     else:
-        print_table([[p.name, p.distribution, p.version, p.value] for p in plugins.values()],
-                    ["plugin", "distribution", "version", "class"])
+        print_table(
+            [[p.name, p.distribution, p.version, p.value] for p in plugins.values()],
+            ["plugin", "distribution", "version", "class"],
+        )
     return 0
 
 
@@ -155,21 +182,30 @@ def cmd_check(args: argparse.Namespace, bridge: Bridge) -> int:
         emit_json({n: (None if e is None else str(e)) for n, e in results.items()})
     else:
         print(f"config {bridge.config.path or '(in memory)'}: valid, {len(results)} phone(s)")
-        print_table([[n, "ok" if e is None else f"FAILED: {e}"] for n, e in results.items()],
-                    ["phone", "credentials"])
+        print_table(
+            [[n, "ok" if e is None else f"FAILED: {e}"] for n, e in results.items()],
+            ["phone", "credentials"],
+        )
     return 0 if all(e is None for e in results.values()) else 1
 
 
 def cmd_balance(args: argparse.Namespace, bridge: Bridge) -> int:
-    names = [args.phone] if args.phone else [n for n, p in bridge.phones.items()
-                                             if p.caps.balance]
+    names = [args.phone] if args.phone else [n for n, p in bridge.phones.items() if p.caps.balance]
     balances = [bridge.balance(n) for n in names]
     if args.json:
         emit_json([b.to_dict() for b in balances])
     else:
-        print_table([[b.phone, b.units if b.units is not None else "unlimited",
-                      b.expires_at.isoformat() if b.expires_at else "-"] for b in balances],
-                    ["phone", "units", "expires"])
+        print_table(
+            [
+                [
+                    b.phone,
+                    b.units if b.units is not None else "unlimited",
+                    b.expires_at.isoformat() if b.expires_at else "-",
+                ]
+                for b in balances
+            ],
+            ["phone", "units", "expires"],
+        )
     return 0
 
 
@@ -187,25 +223,33 @@ def build_parser() -> argparse.ArgumentParser:
         default: Any = argparse.SUPPRESS if suppress else None
         flag: Any = argparse.SUPPRESS if suppress else False
         common = argparse.ArgumentParser(add_help=False)
-        common.add_argument("--config", "-c", default=default,
-                            help="YAML file (default: $SMSBRIDGE_CONFIG, then ./smsbridge.yaml)")
-        common.add_argument("--json", action="store_true", default=flag,
-                            help="machine-readable output")
-        common.add_argument("-v", "--verbose", action="store_true", default=flag,
-                            help="log what happens")
+        common.add_argument(
+            "--config",
+            "-c",
+            default=default,
+            help="YAML file (default: $SMSBRIDGE_CONFIG, then ./smsbridge.yaml)",
+        )
+        common.add_argument(
+            "--json", action="store_true", default=flag, help="machine-readable output"
+        )
+        common.add_argument(
+            "-v", "--verbose", action="store_true", default=flag, help="log what happens"
+        )
         return common
 
     common = common_options(suppress=True)
     parser = argparse.ArgumentParser(
-        prog="smsbridge", parents=[common_options(suppress=False)],
+        prog="smsbridge",
+        parents=[common_options(suppress=False)],
         description="Send and receive SMS through many providers.",
     )
     parser.add_argument("--version", action="version", version=f"smsbridge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def add(name: str, func: Callable[..., int], help: str, needs_bridge: bool = True
-            ) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[..., int], help: str, needs_bridge: bool = True
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help, description=help)
         p.set_defaults(func=func, needs_bridge=needs_bridge)
         return p
@@ -231,8 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("check", cmd_check, "validate the config and each phone's credentials")
     p = add("balance", cmd_balance, "units left on phones that can tell")
     p.add_argument("phone", nargs="?")
-    add("demo", cmd_demo, "run the built-in demo: dummy phones, no file, no credentials",
-        needs_bridge=False)
+    add(
+        "demo",
+        cmd_demo,
+        "run the built-in demo: dummy phones, no file, no credentials",
+        needs_bridge=False,
+    )
 
     _load_extensions(sub, common)
     return parser
@@ -246,7 +294,7 @@ class _SubParsers:
         self._common = common
 
     def add_parser(self, name: str, **kw: Any) -> argparse.ArgumentParser:
-        parents = list(kw.pop("parents", [])) + [self._common]
+        parents = [*kw.pop("parents", []), self._common]
         parser: argparse.ArgumentParser = self._sub.add_parser(name, parents=parents, **kw)
         parser.set_defaults(needs_bridge=True)
         return parser
@@ -273,8 +321,11 @@ def _load_extensions(sub: Any, common: argparse.ArgumentParser) -> None:
             register(wrapped)
         except Exception as exc:  # a broken plugin must not break the CLI
             dist = ep.dist.name if ep.dist else "?"
-            print(f"smsbridge: warning: commands of plugin '{ep.name}' ({dist}) unavailable: "
-                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            print(
+                f"smsbridge: warning: commands of plugin '{ep.name}' ({dist}) unavailable: "
+                f"{type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
 
 
 # ---------------------------------------------------------------------- main

@@ -531,7 +531,7 @@ def resolve_path(path: str | os.PathLike[str] | None = None) -> Path:
 
 def load_yaml(text: str, file: str | None = None) -> Any:
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)
     except ConfigError as exc:
         raise ConfigError(exc.reason, file=file, line=exc.line, key=exc.key) from None
     except yaml.MarkedYAMLError as exc:

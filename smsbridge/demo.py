@@ -105,13 +105,21 @@ def run_demo(as_json: bool = False) -> int:
         reports: list[StatusReport] = []
         inbound: list[IncomingMessage] = []
         done = threading.Event()
-        bridge.on_status(lambda r: (reports.append(r), len(reports) >= 3 and done.set()))
+
+        def on_status(report: StatusReport) -> None:
+            reports.append(report)
+            if len(reports) >= 3:
+                done.set()
+
+        bridge.on_status(on_status)
         bridge.on_receive(inbound.append)
 
         try:
-            say("smsbridge demo: dummy phones, no credentials"
+            say(
+                "smsbridge demo: dummy phones, no credentials"
                 + (", SQLite store" if store_ok else "")
-                + (f", webhooks served on {http[1]}" if http else ""))
+                + (f", webhooks served on {http[1]}" if http else "")
+            )
             say()
             say("1. Routing decisions (first match wins; phones in failover order)")
             for to, body in MESSAGES:
@@ -126,8 +134,10 @@ def run_demo(as_json: bool = False) -> int:
                 tried = ", ".join(
                     f"{a.phone} ({a.error_type})" if a.error else a.phone for a in result.attempts
                 )
-                say(f"   {result.to:<14} via {result.phone:<10} {result.status.value:<7} "
-                    f"{result.segments} {result.encoding} segment(s); tried: {tried}")
+                say(
+                    f"   {result.to:<14} via {result.phone:<10} {result.status.value:<7} "
+                    f"{result.segments} {result.encoding} segment(s); tried: {tried}"
+                )
             say()
             say("3. Delivery reports arriving through the webhook path")
             for phone in bridge.phones.values():
@@ -137,8 +147,10 @@ def run_demo(as_json: bool = False) -> int:
             done.wait(5)
             for report in reports:
                 out["reports"].append(report.to_dict())
-                say(f"   {report.phone:<10} {report.provider_id}  {report.status.value}"
-                    + (f"  (message {report.message_id[:8]}…)" if report.message_id else ""))
+                say(
+                    f"   {report.phone:<10} {report.provider_id}  {report.status.value}"
+                    + (f"  (message {report.message_id[:8]}…)" if report.message_id else "")
+                )
             say()
             say("4. An inbound SMS")
             sender = "+2250701020304"
@@ -147,8 +159,11 @@ def run_demo(as_json: bool = False) -> int:
 
                 url = bridge.phones["backup-ci"].callback_url("inbound")
                 assert url is not None
-                resp = requests.post(url, json={"from": sender, "to": "+2250700000000",
-                                                "body": "STOP", "id": "mo-1"}, timeout=5)
+                resp = requests.post(
+                    url,
+                    json={"from": sender, "to": "+2250700000000", "body": "STOP", "id": "mo-1"},
+                    timeout=5,
+                )
                 say(f"   POST /webhooks/backup-ci/inbound -> HTTP {resp.status_code}")
             else:
                 bridge.phones["backup-ci"].simulate_inbound(sender, "STOP")  # type: ignore[attr-defined]
@@ -161,8 +176,18 @@ def run_demo(as_json: bool = False) -> int:
                 from .cli import capability_rows, print_table
 
                 rows, headers = capability_rows(bridge.capabilities())
-                keep = ["phone", "send", "receive", "status", "mms_send", "flash",
-                        "sender_name", "max_segments", "balance", "countries"]
+                keep = [
+                    "phone",
+                    "send",
+                    "receive",
+                    "status",
+                    "mms_send",
+                    "flash",
+                    "sender_name",
+                    "max_segments",
+                    "balance",
+                    "countries",
+                ]
                 idx = [headers.index(k) for k in keep]
                 print_table([[r[i] for i in idx] for r in rows], keep)
             out["capabilities"] = {n: c.to_dict() for n, c in bridge.capabilities().items()}
@@ -172,14 +197,18 @@ def run_demo(as_json: bool = False) -> int:
                 say("6. What the store kept")
                 for res in stored:
                     if res is not None:
-                        say(f"   {res.message_id[:8]}… {res.to:<14} {res.phone:<10} "
-                            f"{res.status.value}")
+                        say(
+                            f"   {res.message_id[:8]}… {res.to:<14} {res.phone:<10} "
+                            f"{res.status.value}"
+                        )
             if as_json:
                 print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
             else:
                 say()
-                say("Next: write your own smsbridge.yaml (see examples/), then "
-                    "`smsbridge send --config smsbridge.yaml +225... 'Bonjour'`.")
+                say(
+                    "Next: write your own smsbridge.yaml (see examples/), then "
+                    "`smsbridge send --config smsbridge.yaml +225... 'Bonjour'`."
+                )
         except SmsBridgeError as exc:
             print(f"demo failed: {exc}")
             return 1

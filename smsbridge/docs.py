@@ -69,6 +69,8 @@ def render_capability_page() -> str:
     lines += ["", "## What the rows mean", ""]
     lines += [f"- `{n}`: {DESCRIPTIONS.get(n, '')}" for n in names]
     lines += ["", "## Plugins", ""]
-    lines += [f"- `{p.name}`: distribution `{p.distribution}` {p.version}, class `{p.value}`"
-              for p in plugins.values()]
+    lines += [
+        f"- `{p.name}`: distribution `{p.distribution}` {p.version}, class `{p.value}`"
+        for p in plugins.values()
+    ]
     return "\n".join(lines) + "\n"

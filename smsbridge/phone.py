@@ -272,9 +272,7 @@ class Phone(ABC):
         if not self.caps.sender_name:
             raise InvalidSender(f"phone '{self.name}' cannot send with a sender name ({sender!r})")
         if not SENDER_NAME_RE.match(sender):
-            raise InvalidSender(
-                f"sender name {sender!r} must be 1-11 letters, digits or spaces"
-            )
+            raise InvalidSender(f"sender name {sender!r} must be 1-11 letters, digits or spaces")
 
     def check_message(self, message: OutgoingMessage, to: str | None = None) -> MessageError | None:
         """Why this phone cannot carry ``message`` (an error to raise), or None.
@@ -283,9 +281,8 @@ class Phone(ABC):
         uses this to skip phones; :meth:`prepare` raises what it returns.
         """
         caps = self.caps
-        if not message.body or not message.body.strip():
-            if not message.media:
-                return MessageError("message body is empty")
+        if (not message.body or not message.body.strip()) and not message.media:
+            return MessageError("message body is empty")
         if to is None:
             try:
                 to = normalize(message.to, self.default_region)
@@ -310,9 +307,7 @@ class Phone(ABC):
                 return exc
         info = count_segments(message.body or "")
         if info.encoding == "ucs2" and not caps.unicode:
-            return UnsupportedFeature(
-                f"phone '{self.name}' cannot send characters outside GSM-7"
-            )
+            return UnsupportedFeature(f"phone '{self.name}' cannot send characters outside GSM-7")
         limit = caps.max_segments if caps.long_messages else 1
         if info.segments > limit:
             return MessageTooLong(
@@ -372,9 +367,7 @@ class Phone(ABC):
                 raise
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(
-                lambda e: isinstance(e, SendError) and e.retryable
-            ),
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, SendError) and e.retryable),
             stop=tenacity.stop_after_attempt(self.options.retries + 1),
             wait=self._wait,
             sleep=self.sleep,

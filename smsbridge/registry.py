@@ -12,6 +12,7 @@ import difflib
 import functools
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from stevedore import driver
 
@@ -58,7 +59,7 @@ def available(group: str = GROUP) -> dict[str, PluginInfo]:
     return dict(sorted(found.items()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_plugin(name: str) -> type[Phone]:
     """Import and return the phone class registered as ``name``."""
     plugins = available()
@@ -73,7 +74,7 @@ def load_plugin(name: str) -> type[Phone]:
         )
     info = plugins[name]
     try:
-        manager = driver.DriverManager(
+        manager: driver.DriverManager[Any] = driver.DriverManager(
             namespace=GROUP,
             name=name,
             invoke_on_load=False,

@@ -227,8 +227,14 @@ class PhoneContract:
     def test_webhook_auth(self) -> None:
         phone = self.make_phone()
         caps = phone.caps
-        kinds = [k for k, on in (("status", caps.status_mode == "webhook"),
-                                 ("inbound", caps.receive_mode == "webhook")) if on]
+        kinds = [
+            k
+            for k, on in (
+                ("status", caps.status_mode == "webhook"),
+                ("inbound", caps.receive_mode == "webhook"),
+            )
+            if on
+        ]
         if not kinds:
             pytest.skip("phone has no webhooks")
         for kind in kinds:

@@ -14,8 +14,9 @@ from smsbridge.config import load_yaml, parse_config
 
 def make_bridge(yaml_text: str, **kw: Any) -> smsbridge.Bridge:
     """A Bridge from YAML text (dummy phones), without touching the file system."""
-    return smsbridge.Bridge.from_config(parse_config(load_yaml(yaml_text, "test.yaml"),
-                                                     file="test.yaml"), **kw)
+    return smsbridge.Bridge.from_config(
+        parse_config(load_yaml(yaml_text, "test.yaml"), file="test.yaml"), **kw
+    )
 
 
 @pytest.fixture

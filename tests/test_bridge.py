@@ -45,8 +45,9 @@ def sent(bridge: smsbridge.Bridge, name: str) -> list[dict[str, Any]]:
     return phone.sent
 
 
-@pytest.mark.parametrize("error", ["InsufficientCredit", "AuthError", "ProviderUnavailable",
-                                   "RateLimited"])
+@pytest.mark.parametrize(
+    "error", ["InsufficientCredit", "AuthError", "ProviderUnavailable", "RateLimited"]
+)
 def test_fails_over_on_errors_about_the_phone(bridge_factory: Any, error: str) -> None:
     bridge = two(bridge_factory, f", fail_all: true, error: {error}")
     result = bridge.send("0701020304", "hi")
@@ -69,8 +70,9 @@ def test_no_failover_on_errors_about_the_message(bridge_factory: Any, error: str
 
 
 def test_resend_ambiguous_when_the_route_says_so(bridge_factory: Any) -> None:
-    bridge = two(bridge_factory, ", fail_all: true, error: AmbiguousSend",
-                 "\n    resend_ambiguous: true")
+    bridge = two(
+        bridge_factory, ", fail_all: true, error: AmbiguousSend", "\n    resend_ambiguous: true"
+    )
     assert bridge.send("+2250701020304", "hi").phone == "second"
 
 
@@ -84,7 +86,9 @@ phones:
         bridge.send("+33612345678", "hi")
     result = info.value.result  # type: ignore[attr-defined]
     assert [(a.phone, a.error_type) for a in result.attempts] == [
-        ("a", "ProviderUnavailable"), ("b", "InsufficientCredit")]
+        ("a", "ProviderUnavailable"),
+        ("b", "InsufficientCredit"),
+    ]
     assert result.status is Status.failed and result.error is info.value
     assert not result.ok
 
@@ -120,7 +124,7 @@ phones:
     assert bridge.send("+33612345678", "x" * 200).phone == "big"
     with pytest.raises(smsbridge.MessageTooLong):
         bridge.send("+33612345678", "x" * 200, phone="small")
-    with pytest.raises(RoutingError, match="small: .*big: "):
+    with pytest.raises(RoutingError, match=r"small: .*big: "):
         bridge.send("+33612345678", "x" * 2000)
 
 
@@ -156,11 +160,14 @@ phones:
 
 
 def test_send_many_runs_phones_concurrently(bridge_factory: Any) -> None:
-    bridge = bridge_factory("""
+    bridge = bridge_factory(
+        """
 phones:
   slow: {plugin: dummy, countries: [FR], latency: 0.2, delivery: none}
   fast: {plugin: dummy, countries: [CI], delivery: none}
-""", lane_workers=2)
+""",
+        lane_workers=2,
+    )
     finished: list[str] = []
     original = DummyPhone.submit
 
@@ -172,7 +179,8 @@ phones:
     DummyPhone.submit = spy  # type: ignore[method-assign]
     try:
         results = bridge.send_many(
-            [{"to": "+33612345678", "body": "s"}] * 4 + [{"to": "+2250701020304", "body": "f"}] * 4)
+            [{"to": "+33612345678", "body": "s"}] * 4 + [{"to": "+2250701020304", "body": "f"}] * 4
+        )
     finally:
         DummyPhone.submit = original  # type: ignore[method-assign]
     assert all(r.ok for r in results)
@@ -200,7 +208,8 @@ phones:
     assert response.status == 200
     assert inbound[0].sender == "+33612345679" and inbound[0].body == "STOP"
     assert bridge.callback_urls()["dev"]["status"] == (
-        "https://sms.example.com/webhooks/dev/status?token=t0ken-1")
+        "https://sms.example.com/webhooks/dev/status?token=t0ken-1"
+    )
 
 
 def test_poll_dispatches_from_polling_phones(bridge_factory: Any) -> None:
@@ -209,8 +218,15 @@ def test_poll_dispatches_from_polling_phones(bridge_factory: Any) -> None:
         capabilities = DummyPhone.capabilities.replace(receive_mode="poll")
 
         def fetch_incoming(self, handle: Any = None) -> list[IncomingMessage]:
-            msgs = [IncomingMessage(phone=self.name, sender="+33612345678", recipient=None,
-                                    body="hello", provider_id="in-1")]
+            msgs = [
+                IncomingMessage(
+                    phone=self.name,
+                    sender="+33612345678",
+                    recipient=None,
+                    body="hello",
+                    provider_id="in-1",
+                )
+            ]
             for m in msgs:
                 if handle:
                     handle(m)

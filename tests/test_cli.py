@@ -16,7 +16,8 @@ CONFIG = """
 default_region: CI
 webhooks: {public_url: "https://sms.example.com"}
 phones:
-  ci: {plugin: dummy, countries: [CI], delivery: none, webhook_secret: "${HOOK_SECRET:-hook-s3cret}"}
+  ci:
+    {plugin: dummy, countries: [CI], delivery: none, webhook_secret: "${HOOK:-hook-s3cret}"}
   world: {plugin: dummy, delivery: none, units: 5}
   broke: {plugin: dummy, fail_all: true, error: InsufficientCredit, retries: 0}
 routes:
@@ -42,8 +43,9 @@ def run(capsys: Any, *argv: str) -> tuple[int, str, str]:
 def test_send_human_and_json(cfg: str, capsys: Any) -> None:
     code, out, _ = run(capsys, "--config", cfg, "send", "07 01 02 03 04", "Bonjour")
     assert code == 0 and "sent via ci: queued" in out
-    code, out, _ = run(capsys, "send", "--config", cfg, "--json", "+33612345678", "Hi",
-                       "--tag", "x")
+    code, out, _ = run(
+        capsys, "send", "--config", cfg, "--json", "+33612345678", "Hi", "--tag", "x"
+    )
     data = json.loads(out)
     assert code == 0 and data["phone"] == "world" and data["status"] == "queued"
 
@@ -96,8 +98,7 @@ def test_usage_errors_exit_2(capsys: Any) -> None:
 
 def test_console_script_runs_demo() -> None:
     exe = Path(sys.executable).with_name("smsbridge")
-    proc = subprocess.run([str(exe), "demo", "--json"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([str(exe), "demo", "--json"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     first = data["sends"][0]

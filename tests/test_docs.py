@@ -13,15 +13,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_capability_page_matches_installed_plugins() -> None:
-    plugin_dirs = sorted(p.name.removeprefix("smsbridge-") for p in (ROOT / "plugins").glob(
-        "smsbridge-*") if (p / "pyproject.toml").exists())
+    plugin_dirs = sorted(
+        p.name.removeprefix("smsbridge-")
+        for p in (ROOT / "plugins").glob("smsbridge-*")
+        if (p / "pyproject.toml").exists()
+    )
     missing = [p for p in plugin_dirs if p not in available()]
     if missing:
         pytest.skip(f"plugins not installed here: {', '.join(missing)} (run scripts/bootstrap.sh)")
     committed = (ROOT / "docs" / "capabilities.md").read_text(encoding="utf-8")
     assert committed == render_capability_page(), (
         "docs/capabilities.md drifted from the plugins' Capabilities: "
-        "run python scripts/gen_capabilities.py")
+        "run python scripts/gen_capabilities.py"
+    )
 
 
 def test_page_lists_every_capability_and_plugin() -> None:

@@ -42,7 +42,11 @@ class ScriptedPhone(Phone):
 
     plugin: ClassVar[str] = "scripted"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        sender_name=False, mms_send=False, flash=False, unicode=True, max_segments=2,
+        sender_name=False,
+        mms_send=False,
+        flash=False,
+        unicode=True,
+        max_segments=2,
         countries=frozenset({"FR", "CI"}),
     )
 
@@ -138,7 +142,10 @@ def test_result_fields() -> None:
 def test_limiter_is_charged_in_segments_for_every_attempt() -> None:
     limiter = RecordingLimiter()
     phone = ScriptedPhone(
-        "p", {"retries": 2}, limiter=limiter, sleep=lambda s: None,
+        "p",
+        {"retries": 2},
+        limiter=limiter,
+        sleep=lambda s: None,
         script=[ProviderUnavailable("down")],
     )
     phone.send(msg("x" * 200))  # 2 segments
@@ -148,7 +155,9 @@ def test_limiter_is_charged_in_segments_for_every_attempt() -> None:
 def test_retries_only_retryable_errors_with_backoff() -> None:
     sleeps: list[float] = []
     phone = ScriptedPhone(
-        "p", {"retries": 3, "max_backoff": 8}, sleep=sleeps.append,
+        "p",
+        {"retries": 3, "max_backoff": 8},
+        sleep=sleeps.append,
         script=[ProviderUnavailable("a"), ProviderUnavailable("b")],
     )
     result = phone.send(msg())
@@ -163,7 +172,9 @@ def test_retries_only_retryable_errors_with_backoff() -> None:
 
 def test_retries_are_bounded_and_last_error_raised() -> None:
     phone = ScriptedPhone(
-        "p", {"retries": 1}, sleep=lambda s: None,
+        "p",
+        {"retries": 1},
+        sleep=lambda s: None,
         script=[ProviderUnavailable("one"), ProviderUnavailable("two"), ProviderUnavailable("3")],
     )
     with pytest.raises(ProviderUnavailable, match="two") as info:
@@ -175,7 +186,9 @@ def test_retries_are_bounded_and_last_error_raised() -> None:
 def test_retry_after_is_honoured() -> None:
     sleeps: list[float] = []
     phone = ScriptedPhone(
-        "p", {"retries": 1, "max_backoff": 30}, sleep=sleeps.append,
+        "p",
+        {"retries": 1, "max_backoff": 30},
+        sleep=sleeps.append,
         script=[RateLimited("slow down", retry_after=7)],
     )
     phone.send(msg())
@@ -197,8 +210,9 @@ def test_token_bucket_limiter_blocks_past_its_budget() -> None:
 
 def test_token_bucket_is_thread_safe() -> None:
     limiter = TokenBucketLimiter(1000)
-    threads = [threading.Thread(target=lambda: [limiter.acquire(1) for _ in range(100)])
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: [limiter.acquire(1) for _ in range(100)]) for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -284,13 +298,16 @@ def test_secrets_are_redacted_from_errors_and_reprs() -> None:
 
 # ------------------------------------------------------------------ webhooks
 def test_callback_url_and_token_check() -> None:
-    phone = ScriptedPhone("my phone", {"webhook_secret": "s3cr3t/+&"},
-                          public_url="https://sms.example.com/")
+    phone = ScriptedPhone(
+        "my phone", {"webhook_secret": "s3cr3t/+&"}, public_url="https://sms.example.com/"
+    )
     url = phone.callback_url("status")
     assert url == "https://sms.example.com/webhooks/my%20phone/status?token=s3cr3t%2F%2B%26"
     phone.verify_webhook(WebhookRequest("POST", url))
-    for bad in ("https://sms.example.com/webhooks/x/status",
-                "https://sms.example.com/webhooks/x/status?token=s3cr3t"):
+    for bad in (
+        "https://sms.example.com/webhooks/x/status",
+        "https://sms.example.com/webhooks/x/status?token=s3cr3t",
+    ):
         with pytest.raises(WebhookAuthError):
             phone.verify_webhook(WebhookRequest("POST", bad))
     assert phone.webhook_protected
@@ -310,8 +327,12 @@ def test_allow_ips() -> None:
 
 def test_unsupported_methods_say_so() -> None:
     phone = ScriptedPhone("p")
-    for call in (lambda: phone.fetch_status("x"), phone.fetch_incoming, phone.balance,
-                 lambda: phone.parse_inbound(WebhookRequest("POST", "http://x/")),
-                 lambda: phone.parse_status_callback(WebhookRequest("POST", "http://x/"))):
+    for call in (
+        lambda: phone.fetch_status("x"),
+        phone.fetch_incoming,
+        phone.balance,
+        lambda: phone.parse_inbound(WebhookRequest("POST", "http://x/")),
+        lambda: phone.parse_status_callback(WebhookRequest("POST", "http://x/")),
+    ):
         with pytest.raises(UnsupportedFeature, match="'p'"):
             call()

@@ -183,8 +183,9 @@ class DummyPhone(Phone):
         if self.options.post_reports and self.public_url:
             import requests
 
-            resp = requests.post(request.url, data=request.body, headers=dict(request.headers),
-                                 timeout=10)
+            resp = requests.post(
+                request.url, data=request.body, headers=dict(request.headers), timeout=10
+            )
             return resp.status_code
         if self.bridge is None:
             return self.parse_status_callback(request)

@@ -26,7 +26,7 @@ from .request import WebhookRequest, WebhookResponse
 if TYPE_CHECKING:
     from ..bridge import Bridge
 
-__all__ = ["CallbackError", "Dispatcher", "KINDS"]
+__all__ = ["KINDS", "CallbackError", "Dispatcher"]
 
 log = logging.getLogger("smsbridge.webhooks")
 
