@@ -30,7 +30,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import requests
 import tenacity
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pyrate_limiter import Duration, InMemoryBucket, Limiter, Rate
+from pyrate_limiter import GCRA, Duration, Limiter, Rate, StateBucket
 
 from .capabilities import Capabilities
 from .encoding import SegmentInfo, count_segments
@@ -154,28 +154,29 @@ class RateLimiter(Protocol):
 
 
 class TokenBucketLimiter:
-    """Per-phone in-process limiter: ``rate`` units per second, thread-safe.
+    """Per-phone in-process limiter: ``rate`` units (segments) per second, thread-safe.
 
-    Built on pyrate-limiter. A message heavier than one second's budget is charged
-    the whole budget (it cannot be split), so long messages never block forever.
+    Built on pyrate-limiter's GCRA (a token bucket kept as one timestamp) with a burst of
+    one, so units leave evenly spaced (``1/rate`` apart) instead of in bursts at each
+    window edge: what providers' per-second throttles accept, and a rate that holds from
+    the first message. A message of ``n`` segments takes ``n`` units.
     """
 
     def __init__(self, rate: float, name: str = "phone") -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
-        # Express the rate as an integer count over a window (pyrate needs integers).
         if float(rate).is_integer():
-            count, window_ms = int(rate), int(Duration.SECOND)
-        else:
-            count = max(1, round(rate * 10))
-            window_ms = 10 * int(Duration.SECOND)
+            limit, interval_ms = int(rate), int(Duration.SECOND)
+        else:  # pyrate needs integers: 2.5/s is 25 per 10 s
+            limit, interval_ms = max(1, round(rate * 10)), 10 * int(Duration.SECOND)
         self.rate = rate
-        self.capacity = count
         self._name = name
-        self._limiter = Limiter(InMemoryBucket([Rate(count, window_ms)]))
+        bucket = StateBucket([Rate(limit, interval_ms, burst=1)], algorithm=GCRA())
+        self._limiter = Limiter(bucket, buffer_ms=0)
 
     def acquire(self, weight: int = 1) -> None:
-        self._limiter.try_acquire(self._name, weight=max(1, min(weight, self.capacity)))
+        for _ in range(max(1, weight)):
+            self._limiter.try_acquire(self._name, weight=1)
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
