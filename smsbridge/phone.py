@@ -19,6 +19,7 @@ import ipaddress
 import logging
 import random
 import re
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -64,6 +65,7 @@ __all__ = [
     "Phone",
     "PhoneOptions",
     "PreparedMessage",
+    "PausableLimiter",
     "RateLimiter",
     "Submission",
     "TokenBucketLimiter",
@@ -153,6 +155,12 @@ class RateLimiter(Protocol):
     def acquire(self, weight: int = 1) -> None: ...
 
 
+class PausableLimiter(RateLimiter, Protocol):
+    """A limiter that can hold every sender of the phone (after a provider's 429)."""
+
+    def pause(self, seconds: float) -> None: ...
+
+
 class TokenBucketLimiter:
     """Per-phone in-process limiter: ``rate`` units (segments) per second, thread-safe.
 
@@ -173,10 +181,19 @@ class TokenBucketLimiter:
         self._name = name
         bucket = StateBucket([Rate(limit, interval_ms, burst=1)], algorithm=GCRA())
         self._limiter = Limiter(bucket, buffer_ms=0)
+        self._paused_until = 0.0
+        self._pause_lock = threading.Lock()
 
     def acquire(self, weight: int = 1) -> None:
         for _ in range(max(1, weight)):
+            while (wait := self._paused_until - time.monotonic()) > 0:
+                time.sleep(wait)
             self._limiter.try_acquire(self._name, weight=1)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every thread sending through this phone for ``seconds``."""
+        with self._pause_lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
@@ -365,6 +382,10 @@ class Phone(ABC):
                 if exc.phone is None:
                     exc.phone = self.name
                 exc.message = self.redact(exc.message)
+                if isinstance(exc, RateLimited) and exc.retry_after:
+                    pause = getattr(self.limiter, "pause", None)
+                    if pause is not None:  # slow down every sender of this phone
+                        pause(min(exc.retry_after, self.options.max_backoff))
                 raise
 
         retrying = tenacity.Retrying(

@@ -41,3 +41,30 @@ def config_file(tmp_path: Path) -> Any:
         return path
 
     return write
+
+
+def service_url(env: str, default: str, host: str, port: int, what: str) -> str:
+    """URL of a service for tests: from ``env``, else ``default`` when reachable.
+
+    Unreachable → skip with a reason on a laptop; fail under CI (CI=true), where the
+    services are part of the machine and a skip would hide a broken setup.
+    """
+    import os
+    import socket
+
+    url = os.environ.get(env) or default
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError:
+        message = f"{what} is not reachable on {host}:{port} (set {env})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return service_url(
+        "SMSBRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15", "127.0.0.1", 6379, "Redis"
+    )
