@@ -62,10 +62,10 @@ from .webhooks.request import WebhookRequest
 
 __all__ = [
     "HttpPhone",
+    "PausableLimiter",
     "Phone",
     "PhoneOptions",
     "PreparedMessage",
-    "PausableLimiter",
     "RateLimiter",
     "Submission",
     "TokenBucketLimiter",
