@@ -80,15 +80,28 @@ class ConfigError(SmsBridgeError, ValueError):
 
 
 class MessageError(SmsBridgeError, ValueError):
-    """The message itself cannot be sent as given; no phone would accept it."""
+    """The message itself cannot be sent as given; no phone would accept it.
+
+    ``provider_code`` is set when a provider (rather than smsbridge) refused the message.
+    """
+
+    def __init__(self, message: str, *, provider_code: str | int | None = None) -> None:
+        self.provider_code = None if provider_code is None else str(provider_code)
+        super().__init__(message)
 
 
 class InvalidRecipient(MessageError):
     """The recipient is not a valid phone number (for this phone or at all)."""
 
-    def __init__(self, message: str, *, recipient: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        recipient: str | None = None,
+        provider_code: str | int | None = None,
+    ) -> None:
         self.recipient = recipient
-        super().__init__(message)
+        super().__init__(message, provider_code=provider_code)
 
 
 class InvalidSender(MessageError):
@@ -98,10 +111,17 @@ class InvalidSender(MessageError):
 class MessageTooLong(MessageError):
     """The body needs more segments than the phone allows."""
 
-    def __init__(self, message: str, *, segments: int = 0, max_segments: int = 0) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        segments: int = 0,
+        max_segments: int = 0,
+        provider_code: str | int | None = None,
+    ) -> None:
         self.segments = segments
         self.max_segments = max_segments
-        super().__init__(message)
+        super().__init__(message, provider_code=provider_code)
 
 
 class UnsupportedFeature(MessageError):
