@@ -1,0 +1,130 @@
+"""Parsing what AWS writes: SMS delivery-status log entries and two-way SMS notifications."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from smsbridge.errors import InvalidRecipient, SendError, WebhookParseError
+from smsbridge.message import IncomingMessage, StatusReport
+from smsbridge.numbers import normalize
+from smsbridge.status import Status
+
+__all__ = ["find_log_entry", "incoming_message", "status_report"]
+
+E164_LOOSE = re.compile(r"^\+[1-9]\d{5,14}$")
+
+FilterLogEvents = Callable[..., Mapping[str, Any]]
+
+
+def find_log_entry(
+    filter_log_events: FilterLogEvents, group: str, provider_id: str, start_ms: int
+) -> dict[str, Any] | None:
+    """The delivery-status entry of ``provider_id`` in ``group``, or None.
+
+    The JSON filter pattern narrows the search at AWS; every entry is re-checked here.
+    """
+    quoted = provider_id.replace("\\", "\\\\").replace('"', '\\"')
+    params: dict[str, Any] = {
+        "logGroupName": group,
+        "filterPattern": f'{{ $.notification.messageId = "{quoted}" }}',
+        "startTime": start_ms,
+    }
+    while True:
+        try:
+            page = filter_log_events(**params)
+        except SendError as exc:
+            if exc.provider_code == "ResourceNotFoundException":
+                return None  # the group appears with its first log
+            raise
+        for event in page.get("events", []):
+            try:
+                entry = json.loads(event.get("message", ""))
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and dig(entry, "notification", "messageId") == provider_id:
+                return entry
+        token = page.get("nextToken")
+        if not token or token == params.get("nextToken"):
+            return None
+        params["nextToken"] = token
+
+
+def status_report(
+    phone: str,
+    provider_id: str,
+    entry: dict[str, Any],
+    map_status: Callable[[object], Status],
+    now: datetime,
+) -> StatusReport:
+    raw_status = str(entry.get("status") or "")
+    status = map_status(raw_status)
+    found = entry.get("delivery")
+    delivery: dict[str, Any] = found if isinstance(found, dict) else {}
+    response = delivery.get("providerResponse")
+    return StatusReport(
+        provider_id=provider_id,
+        phone=phone,
+        status=status,
+        raw_status=raw_status,
+        error_message=str(response) if response and status is Status.failed else None,
+        # Logs say "2016-06-28 00:40:34.558": UTC without a zone.
+        at=iso_time(dig(entry, "notification", "timestamp")) or now,
+        raw=entry,
+        recipient=delivery.get("destination"),
+    )
+
+
+def incoming_message(phone: str, envelope: Any, now: datetime) -> IncomingMessage:
+    """An SNS Notification carrying a two-way SMS payload → :class:`IncomingMessage`."""
+    if not isinstance(envelope, dict) or envelope.get("Type") != "Notification":
+        raise WebhookParseError("expected an SNS Notification")
+    try:
+        sms = json.loads(str(envelope.get("Message", "")))
+    except ValueError:
+        raise WebhookParseError("SNS Message is not a two-way SMS JSON payload") from None
+    if not isinstance(sms, dict) or not sms.get("originationNumber"):
+        raise WebhookParseError("two-way SMS payload lacks originationNumber")
+    return IncomingMessage(
+        phone=phone,
+        sender=number(str(sms["originationNumber"]), strict=True) or "",
+        recipient=number(str(sms.get("destinationNumber") or ""), strict=False),
+        body=str(sms.get("messageBody") or ""),
+        received_at=iso_time(envelope.get("Timestamp")) or now,
+        provider_id=sms.get("inboundMessageId") or envelope.get("MessageId"),
+        raw={"sns": envelope, "sms": sms},
+    )
+
+
+def dig(data: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)
+    return data
+
+
+def number(value: str, *, strict: bool) -> str | None:
+    if not value:
+        if strict:
+            raise WebhookParseError("missing phone number")
+        return None
+    try:
+        return normalize(value if value.startswith("+") else "+" + value)
+    except InvalidRecipient:
+        if E164_LOOSE.match(value) or not strict:
+            return value  # short codes, new ranges: keep what AWS said
+        raise WebhookParseError(f"not a phone number: {value!r}") from None
+
+
+def iso_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
