@@ -16,6 +16,7 @@ key nor a log line ever contains the secret.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -28,7 +29,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import platformdirs
-from smsbridge.errors import SmsBridgeError
+
+from smsbridge.errors import AuthError, SmsBridgeError
 
 __all__ = [
     "FileTokenCache",
@@ -37,6 +39,7 @@ __all__ = [
     "Token",
     "TokenCache",
     "credentials_key",
+    "forget_shared_tokens",
     "parse_expires_in",
     "shared_token",
 ]
@@ -44,6 +47,7 @@ __all__ = [
 log = logging.getLogger("smsbridge.orange")
 
 DEFAULT_TTL = 3600.0
+AUTH_FAILURE_HOLD = 5.0  # seconds a refused-credentials answer is reused instead of asking again
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,7 @@ class SharedToken:
         self._token: Token | None = None
         self._fetches = 0  # completed token requests (successful or not)
         self._last_error: SmsBridgeError | None = None
+        self._failed_at = 0.0  # time.monotonic() of the last failed token request
         self.requests = 0  # token requests made by this process (observability)
 
     def get(
@@ -199,7 +204,8 @@ class SharedToken:
         """A fresh token: the shared one, else the persistent cache's, else a new one.
 
         Callers that waited while another thread's token request failed get that
-        failure too, instead of repeating the request.
+        failure too, instead of repeating the request; refused credentials
+        (:class:`AuthError`) are not asked for again for a few seconds.
         """
         token = self._token
         if token is not None and token.fresh(now()):
@@ -209,8 +215,15 @@ class SharedToken:
             token = self._token
             if token is not None and token.fresh(now()):
                 return token
-            if self._fetches != seen and self._last_error is not None:
-                raise self._last_error
+            error = self._last_error
+            if error is not None and (
+                self._fetches != seen
+                or (
+                    isinstance(error, AuthError)
+                    and time.monotonic() - self._failed_at < AUTH_FAILURE_HOLD
+                )
+            ):
+                raise copy.copy(error)
             if cache is not None:
                 cached = cache.load(self.key)
                 if cached is not None and cached.fresh(now()):
@@ -222,6 +235,7 @@ class SharedToken:
             except SmsBridgeError as exc:
                 self._fetches += 1
                 self._last_error = exc
+                self._failed_at = time.monotonic()
                 raise
             self._fetches += 1
             self._last_error = None
@@ -259,3 +273,9 @@ def shared_token(key: str) -> SharedToken:
         if found is None:
             found = _registry[key] = SharedToken(key)
         return found
+
+
+def forget_shared_tokens() -> None:
+    """Drop every in-process shared token (tests: a new fake server may reuse a port)."""
+    with _registry_lock:
+        _registry.clear()
