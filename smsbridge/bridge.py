@@ -59,6 +59,7 @@ __all__ = ["Bridge", "load"]
 log = logging.getLogger("smsbridge")
 
 StatusCallback = Callable[[StatusReport], Any]
+_LaneItem = tuple[int, OutgoingMessage, RouteDecision]
 ReceiveCallback = Callable[[IncomingMessage], Any]
 
 
@@ -159,16 +160,16 @@ class Bridge:
     def route(self, to: str, body: str = "x", **fields: Any) -> list[str]:
         """The phone names a message would be tried on, in order, without sending."""
         message = OutgoingMessage(to=to, body=body, **fields)
-        return list(self._decide(message, self._normalize(message)).phones)
+        return list(self._decide(message, self._normalize(message), peek=True).phones)
 
-    def _decide(self, message: OutgoingMessage, to: str) -> RouteDecision:
+    def _decide(self, message: OutgoingMessage, to: str, *, peek: bool = False) -> RouteDecision:
         if message.phone:
             phone = self.phone(message.phone)
             problem = phone.check_message(message, to)
             if problem is not None:
                 raise problem
             return RouteDecision((phone.name,), None, {})
-        return self.router.decide(message, to)
+        return self.router.decide(message, to, peek=peek)
 
     # ------------------------------------------------------------------ sending
     def send(self, to: str, body: str, **fields: Any) -> SendResult:
@@ -194,6 +195,7 @@ class Bridge:
         message_id: str | None = None,
         *,
         already_stored: bool = False,
+        decision: RouteDecision | None = None,
     ) -> SendResult:
         """The whole lifecycle; failures come back in ``result.error`` (MessageErrors raise).
 
@@ -201,7 +203,8 @@ class Bridge:
         workers), so no ``pending`` record or idempotency check is made here.
         """
         to = self._normalize(message)
-        decision = self._decide(message, to)
+        if decision is None:
+            decision = self._decide(message, to)
         info = count_segments(message.body or "")
         message_id = message_id or new_id()
         if self.store is not None and not already_stored:
@@ -285,40 +288,42 @@ class Bridge:
         """
         items = list(messages)
         results: list[SendResult | None] = [None] * len(items)
-        lanes: dict[str, list[tuple[int, OutgoingMessage]]] = {}
+        lanes: dict[str, list[_LaneItem]] = {}
         for i, raw in enumerate(items):
             try:
                 message = OutgoingMessage.coerce(raw)
-                to = self._normalize(message)
-                first = self._decide(message, to).phones[0]
+                decision = self._decide(message, self._normalize(message))
             except (SmsBridgeError, TypeError, ValueError) as exc:
                 results[i] = _failed(raw, exc)
                 continue
-            lanes.setdefault(first, []).append((i, message))
+            lanes.setdefault(decision.phones[0], []).append((i, message, decision))
         threads = sum(min(self.lane_workers, len(v)) for v in lanes.values())
         if threads:
             with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="smsbridge") as pool:
+                futures = []
                 for lane in lanes.values():
-                    work: queue.SimpleQueue[tuple[int, OutgoingMessage]] = queue.SimpleQueue()
+                    work: queue.SimpleQueue[_LaneItem] = queue.SimpleQueue()
                     for item in lane:
                         work.put(item)
                     for _ in range(min(self.lane_workers, len(lane))):
-                        pool.submit(self._drain_lane, work, results)
+                        futures.append(pool.submit(self._drain_lane, work, results))
+                for future in futures:
+                    future.result()  # a bug in the lane itself must not pass silently
         return [
             r if r is not None else _failed(items[i], RuntimeError("not sent"))
             for i, r in enumerate(results)
         ]
 
     def _drain_lane(
-        self, work: queue.SimpleQueue[tuple[int, OutgoingMessage]], results: list[SendResult | None]
+        self, work: queue.SimpleQueue[_LaneItem], results: list[SendResult | None]
     ) -> None:
         while True:
             try:
-                i, message = work.get_nowait()
+                i, message, decision = work.get_nowait()
             except queue.Empty:
                 return
             try:
-                results[i] = self._send(message)
+                results[i] = self._send(message, decision=decision)
             except Exception as exc:  # one failure never stops the batch
                 if not isinstance(exc, SmsBridgeError):
                     log.exception("send_many: message %d failed unexpectedly", i)

@@ -15,6 +15,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from stevedore import driver
+from stevedore.exception import MultipleMatches, NoMatches
 
 from .errors import ConfigError
 from .phone import Phone
@@ -59,20 +60,36 @@ def available(group: str = GROUP) -> dict[str, PluginInfo]:
     return dict(sorted(found.items()))
 
 
+class _LoadFailed(Exception):
+    """Carries a plugin's import error out of stevedore (which would otherwise log it)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
 @functools.cache
 def load_plugin(name: str) -> type[Phone]:
-    """Import and return the phone class registered as ``name``."""
+    """Import and return the phone class registered as ``name``.
+
+    Raises :class:`ConfigError` for an unknown plugin (listing the installed ones), a
+    plugin whose import fails (naming its distribution and the error) and a plugin that
+    is not a :class:`Phone` subclass. Only successes are cached.
+    """
     plugins = available()
     if name not in plugins:
         installed = ", ".join(plugins) or "none"
         close = difflib.get_close_matches(name, list(plugins), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(
-            f"unknown plugin '{name}' (installed: {installed}).{hint} "
-            f"Provider plugins are separate distributions, e.g. pip install smsbridge-{name}",
-            key="plugin",
+        hint = (
+            f" Did you mean '{close[0]}'?"
+            if close
+            else f" Provider plugins are separate distributions, e.g. pip install smsbridge-{name}"
         )
+        raise ConfigError(f"unknown plugin '{name}' (installed: {installed}).{hint}", key="plugin")
     info = plugins[name]
+    # stevedore keeps a process-wide list of a group's entry points from its first use:
+    # drop it, so that a plugin installed since (what available() just saw) is found
+    driver.DriverManager.ENTRY_POINT_CACHE.pop(GROUP, None)
     try:
         manager: driver.DriverManager[Any] = driver.DriverManager(
             namespace=GROUP,
@@ -80,25 +97,56 @@ def load_plugin(name: str) -> type[Phone]:
             invoke_on_load=False,
             on_load_failure_callback=_reraise,
         )
-    except ConfigError:
-        raise
-    except Exception as exc:  # stevedore wraps some failures itself
+        cls = manager.driver
+    except _LoadFailed as failed:
+        # stevedore hands the callback entry points rebuilt from its cache, without their
+        # distribution: name it from importlib.metadata's listing instead
+        raise _broken(info, failed.error) from failed.error
+    except MultipleMatches:
+        owners = sorted({f"{i.distribution} {i.version}" for i in _registrations(name)} or {"?"})
+        raise ConfigError(
+            f"plugin name '{name}' is registered by more than one installed distribution "
+            f"({', '.join(owners)}); uninstall all but one"
+        ) from None
+    except NoMatches:
+        # stevedore also remembers each sys.path's entry points for the life of the
+        # process: a plugin installed after that is listed by importlib.metadata but
+        # unknown to stevedore. Load that one entry point directly.
+        cls = _load_directly(info)
+    except Exception as exc:  # any other stevedore failure
         raise _broken(info, exc) from exc
-    cls = manager.driver
     if not (isinstance(cls, type) and issubclass(cls, Phone)):
         raise ConfigError(
-            f"plugin '{name}' from {info.distribution} is not a smsbridge.Phone subclass "
-            f"({info.value})"
+            f"plugin '{name}' from {_dist(info)} is not a smsbridge.Phone subclass ({info.value})"
         )
     return cls
 
 
+def _load_directly(info: PluginInfo) -> Any:
+    for ep in entry_points(group=GROUP):
+        if ep.name == info.name and ep.value == info.value:
+            try:
+                return ep.load()
+            except Exception as exc:
+                raise _broken(info, exc) from exc
+    raise ConfigError(f"plugin '{info.name}' disappeared while loading it; reinstall it")
+
+
+def _registrations(name: str) -> list[PluginInfo]:
+    return [_info(ep) for ep in entry_points(group=GROUP) if ep.name == name]
+
+
+def _dist(info: PluginInfo) -> str:
+    if info.distribution is None:
+        return "an unknown distribution"
+    return f"distribution {info.distribution} {info.version or ''}".rstrip()
+
+
 def _broken(info: PluginInfo, exc: BaseException) -> ConfigError:
     return ConfigError(
-        f"plugin '{info.name}' (distribution {info.distribution} {info.version}) "
-        f"failed to import: {type(exc).__name__}: {exc}"
+        f"plugin '{info.name}' ({_dist(info)}) failed to import: {type(exc).__name__}: {exc}"
     )
 
 
 def _reraise(manager: object, ep: EntryPoint, exc: BaseException) -> None:
-    raise _broken(_info(ep), exc) from exc
+    raise _LoadFailed(exc)

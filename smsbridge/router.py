@@ -10,14 +10,14 @@ is tried in the order of the file.
 
 from __future__ import annotations
 
-import itertools
+import math
 import random
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .config import RouteConfig
-from .errors import MessageError, RoutingError
+from .config import STRATEGIES, RouteConfig
+from .errors import ConfigError, MessageError, RoutingError
 from .message import OutgoingMessage
 from .numbers import country_of
 from .phone import Phone
@@ -47,10 +47,26 @@ class Router:
         rng: random.Random | None = None,
     ) -> None:
         self.routes = tuple(routes)
+        for route in self.routes:
+            if route.strategy not in STRATEGIES:
+                raise ConfigError(
+                    f"unknown strategy '{route.strategy}' in {route.label} "
+                    f"(one of {', '.join(STRATEGIES)})",
+                    line=route.line,
+                )
+            if not route.phones:
+                raise ConfigError(f"{route.label} has no phones", line=route.line)
+            unknown = [p for p in route.phones if p not in phones]
+            if unknown:
+                raise ConfigError(
+                    f"{route.label} names unknown phone(s) {', '.join(unknown)} "
+                    f"(phones: {', '.join(phones)})",
+                    line=route.line,
+                )
         self.phones = phones
         self._rng = rng or random.Random()
-        self._counters = {id(r): itertools.count() for r in self.routes}
-        self._lock = threading.Lock()
+        self._turns = {id(r): 0 for r in self.routes}  # round_robin: messages routed so far
+        self._lock = threading.RLock()
 
     def matching_route(self, message: OutgoingMessage, to: str) -> RouteConfig | None:
         country = country_of(to)
@@ -67,8 +83,12 @@ class Router:
             return route
         return None
 
-    def decide(self, message: OutgoingMessage, to: str) -> RouteDecision:
+    def decide(self, message: OutgoingMessage, to: str, *, peek: bool = False) -> RouteDecision:
         """Order the phones for ``message`` (``to`` already in E.164).
+
+        ``peek=True`` answers what the next message would get without moving the
+        strategy's state (the round-robin turn, the random generator): for
+        ``bridge.route()`` and other dry runs.
 
         Raises :class:`RoutingError` when no route matches or no matching phone can
         carry the message (the reasons are listed).
@@ -80,7 +100,7 @@ class Router:
                     f"no route matches {to} (tag={message.tag!r}); add a default route "
                     "(a route without 'match:')"
                 )
-            ordered = self._order(route)
+            ordered = self._order(route, peek=peek)
         else:
             route = None
             ordered = list(self.phones)
@@ -98,22 +118,31 @@ class Router:
             raise RoutingError(f"no phone of {where} can carry this message ({reasons})")
         return RouteDecision(tuple(chosen), route, skipped)
 
-    def _order(self, route: RouteConfig) -> list[str]:
+    def _order(self, route: RouteConfig, *, peek: bool = False) -> list[str]:
+        """The route's phones in the order its strategy gives (``failover``: as written)."""
         phones = list(route.phones)
         if route.strategy == "round_robin":
             with self._lock:
-                start = next(self._counters[id(route)]) % len(phones)
+                turn = self._turns[id(route)]
+                if not peek:
+                    self._turns[id(route)] = turn + 1
+            start = turn % len(phones)
             return phones[start:] + phones[:start]
-        if route.strategy == "random":
+        if route.strategy in ("random", "weighted"):
             with self._lock:
-                self._rng.shuffle(phones)
-            return phones
-        if route.strategy == "weighted":
-            return self._weighted(phones, route.weights)
+                state = self._rng.getstate() if peek else None
+                try:
+                    if route.strategy == "random":
+                        self._rng.shuffle(phones)
+                        return phones
+                    return self._weighted(phones, route.weights)
+                finally:
+                    if state is not None:
+                        self._rng.setstate(state)
         return phones
 
     def _weighted(self, phones: list[str], weights: Mapping[str, float]) -> list[str]:
-        remaining = [(p, weights.get(p, 0.0)) for p in phones]
+        remaining = [(p, _weight(weights.get(p, 0.0))) for p in phones]
         ordered: list[str] = []
         with self._lock:
             while remaining:
@@ -133,3 +162,8 @@ class Router:
                     i = max(i for i, (_, w) in enumerate(remaining) if w > 0)
                     ordered.append(remaining.pop(i)[0])
         return ordered
+
+
+def _weight(value: float) -> float:
+    """Negative, NaN and infinite weights (possible from Python, refused in YAML) count 0."""
+    return value if math.isfinite(value) and value > 0 else 0.0
