@@ -438,11 +438,15 @@ class Phone(ABC):
         return map_status(self.STATUS_MAP, raw)
 
     # ------------------------------------------------------------------ webhooks
-    def callback_url(self, kind: str) -> str | None:
-        """The URL to register at the provider for ``kind`` (``status`` or ``inbound``)."""
-        if not self.public_url:
+    def callback_url(self, kind: str, *, base: str | None = None) -> str | None:
+        """The URL to register at the provider for ``kind`` (``status`` or ``inbound``).
+
+        ``base`` replaces ``webhooks.public_url`` (None when neither is known).
+        """
+        root = (base or "").rstrip("/") or self.public_url
+        if not root:
             return None
-        url = f"{self.public_url}/webhooks/{quote(self.name, safe='')}/{kind}"
+        url = f"{root}/webhooks/{quote(self.name, safe='')}/{kind}"
         if self.options.webhook_secret is not None:
             url += "?" + urlencode({"token": self.options.webhook_secret.get_secret_value()})
         return url

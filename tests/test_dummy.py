@@ -107,3 +107,17 @@ def test_malformed_dummy_webhooks_are_parse_errors() -> None:
             phone.parse_status_callback(WebhookRequest("POST", "http://x/", {}, body))
     with pytest.raises(WebhookParseError):
         phone.parse_inbound(WebhookRequest("POST", "http://x/", {}, b'{"from": "garbage"}'))
+
+
+def test_simulated_reports_carry_the_token_without_public_url() -> None:
+    import smsbridge
+
+    phone = DummyPhone("dev", {"webhook_secret": "tok-123", "delivery_delay": 0})
+    reports: list[Any] = []
+    bridge = smsbridge.Bridge({"dev": phone})
+    bridge.on_status(reports.append)
+    result = phone.send(OutgoingMessage(to="+33612345678", body="x"))
+    phone.wait_reports()
+    assert [r.provider_id for r in reports] == [result.provider_id]
+    assert phone.simulate_inbound("+33612345679", "hi").status == 200
+    bridge.close()

@@ -166,7 +166,8 @@ class DummyPhone(Phone):
             timer.join(max(0.0, deadline - time.monotonic()))
 
     def _request(self, kind: str, payload: Mapping[str, Any]) -> WebhookRequest:
-        url = self.callback_url(kind) or f"http://localhost/webhooks/{self.name}/{kind}"
+        url = self.callback_url(kind) or self.callback_url(kind, base="http://localhost")
+        assert url is not None
         return WebhookRequest(
             method="POST",
             url=url,
