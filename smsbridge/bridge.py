@@ -13,10 +13,15 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from . import keywords as _keywords
+from . import optouts as _optouts
+from . import templates as _templates
+from . import verification as _verification
 from .capabilities import Capabilities
 from .config import Config, load_config, validate_options
 from .encoding import count_segments
@@ -52,7 +57,11 @@ from .webhooks.dispatcher import Dispatcher
 from .webhooks.request import WebhookRequest, WebhookResponse
 
 if TYPE_CHECKING:
+    from .keywords import KeywordRouter
+    from .optouts import OptOutList
     from .store.protocol import MessageStore
+    from .templates import TemplateLibrary
+    from .verification import Verifier
 
 __all__ = ["Bridge", "load"]
 
@@ -88,6 +97,15 @@ class Bridge:
         self._status_callbacks: list[StatusCallback] = []
         self._receive_callbacks: list[ReceiveCallback] = []
         self.dispatcher = Dispatcher(self)
+        # Templates, keyword actions, STOP list (smsbridge.templates/keywords/optouts);
+        # the verification-code Verifier is created on first use.
+        self.templates: TemplateLibrary | None = None
+        self.keywords: KeywordRouter | None = None
+        self.optouts: OptOutList | None = None
+        self.verifier: Verifier | None = None
+        _templates.install(self, getattr(self.config, "templates", None))
+        _optouts.install(self)  # STOP/START handlers first
+        _keywords.install(self)  # configured auto-replies
         if self.config.forward:
             from .webhooks.forward import Forwarder
 
@@ -133,10 +151,46 @@ class Bridge:
         self._status_callbacks.append(callback)
         return callback
 
-    def on_receive(self, callback: ReceiveCallback) -> ReceiveCallback:
-        """Call ``callback(IncomingMessage)`` for every inbound message."""
+    def on_receive(
+        self, callback: ReceiveCallback | None = None, *, match: str | re.Pattern[str] | None = None
+    ) -> Any:
+        """Call ``callback(IncomingMessage)`` for every inbound message, or only for those
+        whose body matches ``match`` (a regex; see :mod:`smsbridge.keywords`)."""
+        if callback is None:
+            return lambda fn: self.on_receive(fn, match=match)
+        if match is not None:
+            return _keywords.on_match(self, match, callback)
         self._receive_callbacks.append(callback)
         return callback
+
+    def on_keyword(
+        self, keywords: str | Iterable[str], handler: Any = None, *, priority: int = 100
+    ) -> Any:
+        """Run ``handler(KeywordMessage)`` for inbound messages starting with a keyword
+        (case- and accent-insensitive); usable as a decorator."""
+        return _keywords.on_keyword(self, keywords, handler, priority=priority)
+
+    # ------------------------------------------------------------------ templates, codes
+    def send_template(
+        self,
+        to: str,
+        slug: str,
+        context: Mapping[str, Any] | None = None,
+        locale: str | None = None,
+        **fields: Any,
+    ) -> SendResult:
+        """Render template ``slug`` (locale fallback fr_CI → fr → default) and send it."""
+        return _templates.send_template(self, to, slug, context, locale, **fields)
+
+    def send_verification(
+        self, to: str, locale: str | None = None, template: str | None = None, **kw: Any
+    ) -> SendResult:
+        """Send a new verification code to ``to`` (see :mod:`smsbridge.verification`)."""
+        return _verification.send_verification(self, to, locale, template, **kw)
+
+    def check_verification(self, to: str, code: str, *, purpose: str = "default") -> bool:
+        """True once for the right, unexpired code within the attempt limit."""
+        return _verification.check_verification(self, to, code, purpose=purpose)
 
     def dispatch_status(self, report: StatusReport) -> StatusReport | None:
         """Apply a report to the store and call the status callbacks.
@@ -218,6 +272,11 @@ class Bridge:
                     existing.message_id,
                 )
                 return existing
+        refusal = self.optouts.refusal(message, to) if self.optouts is not None else None
+        if refusal is not None:  # opted out: no provider call; recorded as failed
+            return _optouts.refuse(
+                self, message, refusal, to=to, message_id=message_id, already_stored=True
+            )
         attempts: list[Attempt] = []
         last_error: SendError | MessageError | None = None
         for name in decision.phones:
@@ -259,6 +318,8 @@ class Bridge:
         )
         if self.store is not None:
             self.store.finish_send(result)
+        if self.optouts is not None:  # Twilio 21610, SNS OptedOut... join the list
+            self.optouts.observe(result)
         last_error.result = result  # type: ignore[union-attr]
         return result
 

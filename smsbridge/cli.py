@@ -18,6 +18,7 @@ from typing import Any
 from . import __version__
 from .bridge import Bridge
 from .capabilities import Capabilities
+from .cli_extras import parse_vars, var_arg
 from .config import resolve_path
 from .errors import ConfigError, MessageError, RoutingError, SendError, SmsBridgeError
 from .message import SendResult
@@ -76,7 +77,14 @@ def cmd_send(args: argparse.Namespace, bridge: Bridge) -> int:
     if args.idempotency_key:
         fields["idempotency_key"] = args.idempotency_key
     try:
-        result = bridge.send(args.to, args.text, **fields)
+        if args.template:
+            result = bridge.send_template(
+                args.to, args.template, parse_vars(args.var), locale=args.locale, **fields
+            )
+        elif args.text is None:
+            raise ConfigError("send needs TEXT or --template SLUG")
+        else:
+            result = bridge.send(args.to, args.text, **fields)
     except SendError as exc:
         failed = getattr(exc, "result", None)
         if args.json and isinstance(failed, SendResult):
@@ -256,7 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("send", cmd_send, "send one SMS")
     p.add_argument("to", help="recipient, E.164 (+225...) or national with default_region")
-    p.add_argument("text", help="message body")
+    p.add_argument("text", nargs="?", help="message body (or --template)")
+    p.add_argument("--template", help="send this template instead of TEXT")
+    p.add_argument(
+        "--var",
+        action="append",
+        type=var_arg,
+        metavar="KEY=VALUE",
+        help="template variable; repeatable",
+    )
+    p.add_argument("--locale", help="template locale (fr_CI falls back to fr, then default)")
     p.add_argument("--phone", help="send through this phone (bypasses routing)")
     p.add_argument("--sender", help="sender number or name")
     p.add_argument("--tag", help="tag (routes may match on it)")

@@ -50,7 +50,11 @@ def _plain(value: Any) -> Any:
 
 class _Value:
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+        return {
+            f.name: _plain(getattr(self, f.name))
+            for f in fields(self)  # type: ignore[arg-type]
+            if f.metadata.get("to_dict", True)
+        }
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,10 @@ class OutgoingMessage(_Value):
     metadata: Mapping[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     send_at: datetime | None = None
+    template: str | None = None  # slug, set by send_template
+    locale: str | None = None  # template locale actually used
+    encoding: str | None = None  # auto | gsm7 | ucs2 (None: the phone's option)
+    fold_accents: bool | None = None  # None: the phone's option
 
     def __post_init__(self) -> None:
         if isinstance(self.media, str):
@@ -119,6 +127,8 @@ class SendResult(_Value):
     error: BaseException | None = None
     attempts: Sequence[Attempt] = ()
     raw: Any = None
+    template: str | None = None
+    locale: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -154,6 +164,16 @@ class IncomingMessage(_Value):
     media: tuple[str, ...] = ()
     raw: Any = None
     id: str = field(default_factory=new_id)
+    bridge: Any = field(default=None, repr=False, compare=False, metadata={"to_dict": False})
+
+    def reply(self, body: str | None = None, **fields: Any) -> SendResult:
+        """Answer the sender through the phone that received this message
+        (``template=``, ``context=``, ``locale=`` and send() fields accepted)."""
+        if self.bridge is None:
+            raise RuntimeError("this message is not attached to a bridge")
+        from .keywords import reply
+
+        return reply(self.bridge, self, body, **fields)
 
 
 @dataclass(frozen=True)

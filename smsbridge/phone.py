@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pyrate_limiter import GCRA, Duration, Limiter, Rate, StateBucket
 
 from .capabilities import Capabilities
-from .encoding import SegmentInfo, count_segments
+from .encoding import SegmentInfo
 from .errors import (
     AmbiguousSend,
     InvalidRecipient,
@@ -47,6 +47,7 @@ from .errors import (
     UnsupportedFeature,
     WebhookAuthError,
 )
+from .folding import EncodingError, encode_for_phone
 from .message import (
     Balance,
     IncomingMessage,
@@ -86,6 +87,13 @@ class PhoneOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    encoding: Literal["auto", "gsm7", "ucs2"] = Field(
+        default="auto", description="SMS encoding: auto, gsm7 (fold or refuse), ucs2."
+    )
+    fold_accents: bool = Field(
+        default=False,
+        description="Fold characters outside GSM-7 (ê→e, ’→') when it saves segments.",
+    )
     rate_limit: float | None = Field(
         default=None, gt=0, description="Segments per second; default from capabilities."
     )
@@ -323,7 +331,10 @@ class Phone(ABC):
                 self.validate_sender(message.sender)
             except InvalidSender as exc:
                 return exc
-        info = count_segments(message.body or "")
+        try:
+            info = encode_for_phone(self, message).info
+        except EncodingError as exc:
+            return exc
         if info.encoding == "ucs2" and not caps.unicode:
             return UnsupportedFeature(f"phone '{self.name}' cannot send characters outside GSM-7")
         limit = caps.max_segments if caps.long_messages else 1
@@ -342,12 +353,13 @@ class Phone(ABC):
         problem = self.check_message(message, to)
         if problem is not None:
             raise problem
+        encoded = encode_for_phone(self, message)
         return PreparedMessage(
             message_id=message_id or new_id(),
             to=to,
-            body=message.body or "",
+            body=encoded.text,
             country=country_of(to),
-            segments=count_segments(message.body or ""),
+            segments=encoded.info,
             sender=message.sender,
             tag=message.tag,
             flash=message.flash,
@@ -427,6 +439,8 @@ class Phone(ABC):
             segments=prepared.segments.segments,
             encoding=prepared.segments.encoding,
             raw=submission.raw,
+            template=prepared.original.template if prepared.original else None,
+            locale=prepared.original.locale if prepared.original else None,
         )
 
     @abstractmethod

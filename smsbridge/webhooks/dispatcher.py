@@ -33,6 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedFeature, WebhookAuthError, WebhookError
@@ -295,6 +296,8 @@ class Dispatcher:
 
     def dispatch_incoming(self, message: IncomingMessage) -> bool:
         """Store an inbound message and call callbacks/listeners once; False if duplicate."""
+        if message.bridge is None:  # so that callbacks can message.reply()
+            message = replace(message, bridge=self.bridge)
         key = self._inbound_key(message)
         if key is not None and not self._once_inbound.claim(key):
             log.debug("inbound %s/%s: duplicate", message.phone, message.provider_id)
