@@ -9,6 +9,7 @@ available); the message store (SQLite in a temporary folder); the capability mat
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import tempfile
 import threading
@@ -17,7 +18,7 @@ from typing import Any
 
 from .bridge import Bridge
 from .config import load_yaml, parse_config
-from .errors import SmsBridgeError
+from .errors import Rejected, SmsBridgeError
 from .message import IncomingMessage, StatusReport
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
@@ -90,6 +91,10 @@ def _start_http(bridge: Bridge, port: int) -> tuple[Any, str] | None:
 
 
 def run_demo(as_json: bool = False) -> int:
+    # The demo prints every attempt itself; keep the failover warnings for -v.
+    logger = logging.getLogger("smsbridge")
+    if not logger.isEnabledFor(logging.INFO):
+        logger.setLevel(logging.ERROR)
     out: dict[str, Any] = {"routing": {}, "sends": [], "reports": [], "inbound": []}
 
     def say(text: str = "") -> None:
@@ -170,6 +175,12 @@ def run_demo(as_json: bool = False) -> int:
             for msg in inbound:
                 out["inbound"].append(msg.to_dict())
                 say(f"   from {msg.sender} on {msg.phone}: {msg.body!r}")
+            try:
+                bridge.send(sender, "Promo: -20% ce week-end")
+                out["after_stop"] = "sent"
+            except Rejected as exc:  # STOP put the number on the opt-out list
+                out["after_stop"] = "refused (opt-out)" if exc.opt_out else str(exc)
+            say(f"   next marketing SMS to {sender}: {out['after_stop']}")
             say()
             say("5. Capability matrix")
             if not as_json:

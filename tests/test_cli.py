@@ -106,4 +106,5 @@ def test_console_script_runs_demo() -> None:
     assert first["attempts"][0]["error_type"] == "InsufficientCredit"
     assert {r["status"] for r in data["reports"]} == {"delivered", "failed"}
     assert data["inbound"][0]["body"] == "STOP"
+    assert data["after_stop"] == "refused (opt-out)"
     assert set(data["capabilities"]) == {"orange-ci", "backup-ci", "orange-sn", "world"}
