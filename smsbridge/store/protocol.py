@@ -5,11 +5,15 @@ The store is persistence only: it imports nothing above the value types.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..message import Attempt, IncomingMessage, OutgoingMessage, SendResult, StatusReport
 
-__all__ = ["MessageStore"]
+if TYPE_CHECKING:
+    from .records import ClaimedMessage, ClaimOutcome, OutboxEntry
+
+__all__ = ["MessageStore", "OutboxStore"]
 
 
 @runtime_checkable
@@ -49,3 +53,64 @@ class MessageStore(Protocol):
         """The current state of a stored outgoing message."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class OutboxStore(MessageStore, Protocol):
+    """A store that also keeps the outbox (``Bridge.enqueue`` and the worker need one).
+
+    Implemented by :class:`smsbridge.store.sql.SqlStore`; see its docstrings.
+    """
+
+    def enqueue(self, entries: Sequence[OutboxEntry]) -> list[str]:
+        """Store validated messages as pending outbox messages, in one transaction.
+
+        Idempotency keys already stored give back the first message's id.
+        """
+
+    def claim(
+        self,
+        worker: str,
+        *,
+        lanes: Sequence[str] | None = None,
+        exclude_lanes: Sequence[str] | None = None,
+        limit: int = 10,
+        lease: float = 30.0,
+    ) -> list[ClaimedMessage]:
+        """Atomically take due outbox messages for ``worker`` for ``lease`` seconds."""
+
+    def claim_one(
+        self,
+        message_id: str,
+        *,
+        owner: str,
+        lease: float = 30.0,
+        resend_ambiguous: bool = False,
+    ) -> ClaimOutcome:
+        """Claim one given outbox message (task queues carrying message ids)."""
+
+    def pending_ids(self, *, older_than: float = 0.0, limit: int = 10_000) -> list[str]:
+        """Due outbox messages no live worker holds (to re-dispatch lost tasks)."""
+
+    def mark_sending(
+        self, message_id: str, worker: str, *, token: str | None = None, lease: float = 30.0
+    ) -> bool:
+        """Record the hand-over to a provider; False when ``worker`` lost the claim."""
+
+    def renew(self, worker: str, *, lease: float = 30.0) -> int:
+        """Extend ``worker``'s live claims."""
+
+    def release(self, worker: str, message_ids: Sequence[str] | None = None) -> int:
+        """Give back claimed messages not yet handed to a provider."""
+
+    def lost_claims(self, *, limit: int = 100) -> list[ClaimedMessage]:
+        """In-flight messages whose worker's lease expired."""
+
+    def resolve_lost(self, lost: ClaimedMessage, *, resend: bool) -> bool:
+        """Mark a lost in-flight message ``unknown``, or return it to the outbox."""
+
+    def to_poll(self, phone: str, *, limit: int = 100) -> list[tuple[str, str]]:
+        """(message id, provider id) of ``phone``'s messages awaiting a final status."""
+
+    def mark_polled(self, message_ids: Sequence[str]) -> None:
+        """Note that these messages' statuses were just polled."""

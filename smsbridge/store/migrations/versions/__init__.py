@@ -1,0 +1,1 @@
+"""Versioned migrations, oldest first. Never edit one that was released: add a new one."""

@@ -1,0 +1,511 @@
+"""The embedded outbox worker: drains the outbox on one machine (``smsbridge worker``).
+
+Each phone gets its own threads (``threads_per_phone``; by default enough to reach the
+phone's rate limit with provider answers of up to 200 ms: ``rate / 5``, at least 2, at
+most 16; 4 for phones without a limit), which claim that phone's due messages in small
+batches and send them through :meth:`Bridge._send` — the same lifecycle as ``send()``:
+validation, the phone's rate limit (shared by the phone's threads), retries, failover,
+recording. One more thread takes messages whose phone left the config, and re-routes them.
+
+Crash safety, with every step recorded in the store:
+
+1. **claim** — an atomic conditional ``UPDATE`` (``FOR UPDATE SKIP LOCKED`` on
+   PostgreSQL) gives the message to one worker for a lease (``lease`` seconds), which a
+   heartbeat thread renews while the worker lives.
+2. **hand-over** — right after the rate-limit wait and before the provider call, the
+   worker records ``sending_since`` (only while it still holds the claim; otherwise it
+   does not send: a fence against a second worker after an expired lease).
+3. **outcome** — ``queued``/``failed``/``unknown`` and the attempts, as ``send()`` records.
+
+A worker killed between 1 and 2 loses nothing: after the lease its messages are
+claimable again. One killed between 2 and 3 may or may not have reached the provider:
+after the lease such messages become ``unknown`` and are not resent, unless their route
+says ``resend_ambiguous: true``. A worker told to stop (SIGTERM, SIGINT,
+:meth:`Worker.stop`) finishes the message in flight, gives back the rest and exits.
+
+Scheduled messages (``send_at``) are claimed only once due. Phones that poll
+(``receive_mode``/``status_mode`` ``poll``) are polled every ``poll_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields, replace
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from .encoding import count_segments
+from .errors import SendError, SmsBridgeError, UnsupportedFeature
+from .message import SendResult
+from .outbox import outbox_store
+from .status import Status
+from .store.records import ClaimedMessage
+
+if TYPE_CHECKING:
+    from .bridge import Bridge
+    from .phone import Phone, RateLimiter
+
+__all__ = ["ClaimLost", "HandOverGuard", "Worker", "WorkerStats"]
+
+log = logging.getLogger("smsbridge.worker")
+
+
+class ClaimLost(Exception):
+    """The worker no longer holds the message's claim; it must not send it.
+
+    Deliberately not a :class:`SmsBridgeError`, so no phone retries or fails over on it.
+    """
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did (``status`` counts are of the outcomes it recorded)."""
+
+    sent: int = 0  # queued/sent/delivered
+    failed: int = 0
+    unknown: int = 0
+    claims_lost: int = 0  # claims taken over before the hand-over (not sent)
+    released: int = 0  # claimed, given back unsent at shutdown
+    lost_unknown: int = 0  # other workers' in-flight messages settled as unknown
+    lost_requeued: int = 0  # ... returned to the outbox (resend_ambiguous routes)
+    polled_inbound: int = 0
+    polled_status: int = 0
+    errors: int = 0  # unexpected errors (database down...), logged
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    @property
+    def processed(self) -> int:
+        return self.sent + self.failed + self.unknown
+
+    def to_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+
+class _Current(threading.local):
+    """The message the current thread is sending."""
+
+    message_id: str | None = None
+    token: str | None = None
+    handed_over: bool = False
+
+
+class _HandOverLimiter:
+    """Wraps a phone's limiter: after the rate-limit wait, right before each provider
+    call, the guard records the hand-over. Transparent for other threads (e.g. a
+    ``send()`` in the same process)."""
+
+    def __init__(self, inner: RateLimiter | None, guard: HandOverGuard) -> None:
+        self.inner = inner
+        self.guard = guard
+
+    def acquire(self, weight: int = 1) -> None:
+        if self.inner is not None:
+            self.inner.acquire(weight)
+        self.guard.hand_over()
+
+    def pause(self, seconds: float) -> None:
+        pause = getattr(self.inner, "pause", None)
+        if pause is not None:
+            pause(seconds)
+
+
+class HandOverGuard:
+    """Records in the store, right before each provider call, that a claimed outbox
+    message is being handed over — and refuses (:class:`ClaimLost`) when the claim no
+    longer holds. What lets a consumer of the outbox tell, after a crash, the messages
+    that certainly did not go out (back to the outbox) from those that may have
+    (``unknown``). Used by :class:`Worker`; usable by any consumer (task queues)::
+
+        guard = HandOverGuard(bridge, owner="host:pid", lease=600).install()
+        with guard.sending(claimed):          # a ClaimedMessage from claim/claim_one
+            result = bridge._send(claimed.message, claimed.message_id, already_stored=True)
+        guard.uninstall()
+
+    It works by wrapping each phone's rate limiter (``Phone.deliver`` acquires it right
+    before ``submit``), per thread, so it needs no change to phones or to the bridge.
+    """
+
+    def __init__(self, bridge: Bridge, owner: str, *, lease: float = 30.0) -> None:
+        self.bridge = bridge
+        self.store = outbox_store(bridge)
+        self.owner = owner
+        self.lease = lease
+        self._current = _Current()
+        self._wrapped: dict[str, tuple[Phone, RateLimiter | None, _HandOverLimiter]] = {}
+
+    def install(self) -> HandOverGuard:
+        for name, phone in self.bridge.phones.items():
+            if name in self._wrapped:
+                continue
+            original = phone.limiter
+            wrapper = _HandOverLimiter(original, self)
+            phone.limiter = wrapper
+            self._wrapped[name] = (phone, original, wrapper)
+        return self
+
+    def uninstall(self) -> None:
+        for phone, original, wrapper in self._wrapped.values():
+            if phone.limiter is wrapper:
+                phone.limiter = original
+        self._wrapped.clear()
+
+    @contextmanager
+    def sending(self, claimed: ClaimedMessage) -> Iterator[None]:
+        """Guard the sends of ``claimed`` made by this thread inside the block."""
+        current = self._current
+        current.message_id = claimed.message_id
+        current.token = claimed.token
+        current.handed_over = False
+        try:
+            yield
+        finally:
+            current.message_id = None
+            current.token = None
+
+    @property
+    def handed_over(self) -> bool:
+        """Whether this thread's current (or last) message reached the hand-over."""
+        return self._current.handed_over
+
+    def hand_over(self) -> None:
+        """Called by the wrapped limiters right before a provider call."""
+        current = self._current
+        if current.message_id is None or current.handed_over:
+            return
+        if not self.store.mark_sending(
+            current.message_id, self.owner, token=current.token, lease=self.lease
+        ):
+            raise ClaimLost(current.message_id)
+        current.handed_over = True
+
+
+class Worker:
+    """Drains a bridge's outbox. ``run()`` blocks until :meth:`stop` (or a signal).
+
+    ``lease``: seconds a claim lasts without a heartbeat (also how long a killed worker's
+    messages wait before another worker takes them). ``idle_interval``: seconds between
+    looks at an empty outbox. ``poll_interval``: seconds between polls of polling phones.
+    """
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        *,
+        worker_id: str | None = None,
+        threads_per_phone: int | None = None,
+        batch_size: int | None = None,
+        lease: float = 30.0,
+        idle_interval: float = 0.5,
+        poll_interval: float = 60.0,
+    ) -> None:
+        if lease <= 0 or idle_interval <= 0 or poll_interval <= 0:
+            raise ValueError("lease, idle_interval and poll_interval must be positive")
+        self.bridge = bridge
+        self.store = outbox_store(bridge)
+        self.worker_id = worker_id or (
+            f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        )
+        self.threads_per_phone = threads_per_phone
+        self.batch_size = batch_size
+        self.lease = float(lease)
+        self.idle_interval = float(idle_interval)
+        self.poll_interval = float(poll_interval)
+        self.stats = WorkerStats()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._once = False
+        self.guard = HandOverGuard(bridge, self.worker_id, lease=self.lease)
+
+    # ------------------------------------------------------------------ control
+    def stop(self) -> None:
+        """Ask the worker to finish the messages in flight and return (thread-safe)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the worker gracefully; a second one acts as usual."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.warning(
+                "worker %s: %s received, finishing the message in flight",
+                self.worker_id,
+                signal.Signals(signum).name,
+            )
+            self.stop()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self, *, once: bool = False) -> WorkerStats:
+        """Send outbox messages until stopped; with ``once``, until nothing is due
+        (then poll polling phones once) and return."""
+        self._once = once
+        self._stop.clear()
+        self._done.clear()
+        log.info("worker %s starting (%s)", self.worker_id, "once" if once else "continuous")
+        self.guard.install()
+        threads: list[threading.Thread] = []
+        beat: threading.Thread | None = None
+        try:
+            self._recover()
+            beat = self._thread("heartbeat", self._heartbeat)
+            if not once and self._polling_phones():
+                threads.append(self._thread("poller", self._poller))
+            lanes = self._lane_threads()
+            threads.extend(lanes)
+            if once:
+                for t in lanes:
+                    t.join()
+                self._poll_once()
+                self._stop.set()
+            else:
+                while not self._stop.wait(0.5):
+                    pass
+            for t in threads:
+                t.join()
+        finally:
+            self._stop.set()
+            self._done.set()
+            if beat is not None:
+                beat.join()
+            self.guard.uninstall()
+            try:
+                released = self.store.release(self.worker_id)
+                if released:
+                    self.stats.add("released", released)
+            except Exception:
+                log.exception("worker %s: could not release its claims", self.worker_id)
+        log.info("worker %s stopped: %s", self.worker_id, self.stats.to_dict())
+        return self.stats
+
+    def _thread(self, name: str, target: Any, *args: Any) -> threading.Thread:
+        thread = threading.Thread(
+            target=target, args=args, name=f"smsbridge-worker-{name}", daemon=True
+        )
+        thread.start()
+        return thread
+
+    # ------------------------------------------------------------------ lanes
+    def _lane_threads(self) -> list[threading.Thread]:
+        threads = []
+        names = list(self.bridge.phones)
+        for name in names:
+            batch = self._batch_for(self.bridge.phones[name])
+            for i in range(self._threads_for(self.bridge.phones[name])):
+                threads.append(self._thread(f"{name}-{i}", self._lane, [name], None, batch))
+        # messages whose lane phone is no longer configured: re-routed by _send (a
+        # rare case, and a query without an index: looked at less often)
+        threads.append(self._thread("other", self._lane, None, names, 10, 10.0))
+        return threads
+
+    def _threads_for(self, phone: Phone) -> int:
+        if self.threads_per_phone:
+            return max(1, self.threads_per_phone)
+        rate = phone.rate_limit
+        if not rate:
+            return 4
+        # a thread waits for each provider answer: enough of them to keep the rate
+        return max(2, min(16, math.ceil(rate / 5)))
+
+    def _batch_for(self, phone: Phone) -> int:
+        if self.batch_size:
+            return self.batch_size
+        rate = phone.rate_limit
+        if not rate:
+            # small enough that a short backlog is shared by all the phone's threads
+            return 5
+        # about two seconds of work per claim for each of the phone's threads
+        return max(1, min(100, math.ceil(rate * 2 / self._threads_for(phone))))
+
+    def _lane(
+        self,
+        lanes: Sequence[str] | None,
+        exclude: Sequence[str] | None,
+        batch: int,
+        idle_factor: float = 1.0,
+    ) -> None:
+        idle = self.idle_interval * idle_factor
+        while not self._stop.is_set():
+            try:
+                claimed = self.store.claim(
+                    self.worker_id,
+                    lanes=lanes,
+                    exclude_lanes=exclude,
+                    limit=batch,
+                    lease=self.lease,
+                )
+            except Exception:
+                self.stats.add("errors")
+                log.exception("worker %s: claiming failed", self.worker_id)
+                self._stop.wait(self.idle_interval)
+                continue
+            if not claimed:
+                if self._once:
+                    return
+                self._stop.wait(idle)
+                continue
+            for n, item in enumerate(claimed):
+                if self._stop.is_set():
+                    self._release([c.message_id for c in claimed[n:]])
+                    return
+                self._process(item)
+
+    def _release(self, message_ids: list[str]) -> None:
+        try:
+            self.stats.add("released", self.store.release(self.worker_id, message_ids))
+        except Exception:
+            self.stats.add("errors")
+            log.exception("worker %s: could not release claims", self.worker_id)
+
+    def _process(self, item: ClaimedMessage) -> None:
+        try:
+            with self.guard.sending(item):
+                result = self.bridge._send(item.message, item.message_id, already_stored=True)
+        except ClaimLost:
+            self.stats.add("claims_lost")
+            log.warning(
+                "worker %s: lost the claim on %s before sending it; not sent",
+                self.worker_id,
+                item.message_id,
+            )
+            return
+        except Exception as exc:
+            # MessageError/RoutingError (the config changed since enqueue) -> failed;
+            # anything unexpected after the hand-over -> unknown (it may have gone out).
+            ambiguous = self.guard.handed_over and not isinstance(exc, SmsBridgeError)
+            if not isinstance(exc, SmsBridgeError):
+                log.exception("worker %s: sending %s failed", self.worker_id, item.message_id)
+            result = _failure(item, exc, Status.unknown if ambiguous else Status.failed)
+            try:
+                self.store.finish_send(result)
+            except Exception:
+                self.stats.add("errors")
+                log.exception("worker %s: could not record %s", self.worker_id, item.message_id)
+                return
+        if result.status is Status.failed:
+            self.stats.add("failed")
+        elif result.status is Status.unknown:
+            self.stats.add("unknown")
+        else:
+            self.stats.add("sent")
+
+    # ------------------------------------------------------------------ leases
+    def _heartbeat(self) -> None:
+        renew_every = max(0.05, self.lease / 3)
+        recover_every = max(0.1, self.lease / 2)
+        next_recover = time.monotonic() + recover_every
+        while not self._done.wait(renew_every):
+            try:
+                self.store.renew(self.worker_id, lease=self.lease)
+                if time.monotonic() >= next_recover:
+                    self._recover()
+                    next_recover = time.monotonic() + recover_every
+            except Exception:
+                self.stats.add("errors")
+                log.exception("worker %s: heartbeat failed", self.worker_id)
+
+    def _recover(self) -> None:
+        """Settle messages that lost workers had started sending."""
+        for lost in self.store.lost_claims():
+            resend = self._resend_ambiguous(lost)
+            if self.store.resolve_lost(lost, resend=resend):
+                self.stats.add("lost_requeued" if resend else "lost_unknown")
+                log.warning(
+                    "worker %s: message %s was being sent by lost worker %s: %s",
+                    self.worker_id,
+                    lost.message_id,
+                    lost.claimed_by,
+                    "returned to the outbox (resend_ambiguous)" if resend else "now unknown",
+                )
+
+    def _resend_ambiguous(self, lost: ClaimedMessage) -> bool:
+        try:
+            message = lost.message
+            return self.bridge._decide(message, self.bridge._normalize(message)).resend_ambiguous
+        except SmsBridgeError:
+            return False
+
+    # ------------------------------------------------------------------ polling phones
+    def _polling_phones(self) -> bool:
+        return any(
+            p.caps.receive_mode == "poll" or p.caps.status_mode == "poll"
+            for p in self.bridge.phones.values()
+        )
+
+    def _poller(self) -> None:
+        while not self._stop.is_set():
+            self._poll_once()
+            self._stop.wait(self.poll_interval)
+
+    def _poll_once(self) -> None:
+        if not self._polling_phones():
+            return
+        try:
+            counts = self.bridge.poll()
+            self.stats.add("polled_inbound", sum(counts.values()))
+        except Exception:
+            self.stats.add("errors")
+            log.exception("worker %s: polling inbound messages failed", self.worker_id)
+        for name, phone in self.bridge.phones.items():
+            if phone.caps.status_mode != "poll":
+                continue
+            try:
+                self._poll_statuses(name, phone)
+            except Exception:
+                self.stats.add("errors")
+                log.exception("worker %s: polling statuses of %s failed", self.worker_id, name)
+
+    def _poll_statuses(self, name: str, phone: Phone) -> None:
+        due = self.store.to_poll(name)
+        done: list[str] = []
+        try:
+            for message_id, provider_id in due:
+                if self._stop.is_set() and not self._once:
+                    break
+                try:
+                    report = phone.fetch_status(provider_id)
+                except UnsupportedFeature:
+                    return
+                except SendError as exc:
+                    log.warning("phone %s: status of %s unavailable: %s", name, provider_id, exc)
+                    continue
+                finally:
+                    done.append(message_id)
+                if report.message_id is None:
+                    report = replace(report, message_id=message_id)
+                if self.bridge.dispatch_status(report) is not None:
+                    self.stats.add("polled_status")
+        finally:
+            self.store.mark_polled(done)
+
+
+def _failure(item: ClaimedMessage, exc: BaseException, status: Status) -> SendResult:
+    info = count_segments(item.message.body or "")
+    return SendResult(
+        message_id=item.message_id,
+        status=status,
+        phone=None,
+        provider_id=None,
+        to=item.message.to,
+        segments=info.segments,
+        encoding=info.encoding,
+        error=exc,
+    )
