@@ -112,6 +112,8 @@ class Bridge:
             self.dispatcher.listeners.append(Forwarder(self.config.forward))
         for phone in self._phones.values():
             phone.bridge = self
+            if store is not None:
+                phone.attach_store(store)
             if not phone.webhook_protected and (
                 phone.caps.status_mode == "webhook" or phone.caps.receive_mode == "webhook"
             ):

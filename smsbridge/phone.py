@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
@@ -60,6 +60,9 @@ from .message import (
 from .numbers import country_of, normalize, normalize_country
 from .status import Status, map_status
 from .webhooks.request import WebhookRequest
+
+if TYPE_CHECKING:
+    from .store.protocol import MessageStore
 
 __all__ = [
     "HttpPhone",
@@ -528,6 +531,11 @@ class Phone(ABC):
 
     def check(self) -> None:
         """Check that the credentials work (one inexpensive call). Default: nothing to do."""
+
+    def attach_store(self, store: MessageStore) -> None:
+        """Called by the bridge with its message store (when it has one), after
+        ``phone.bridge`` is set. A plugin may keep state there, e.g. a token cache when
+        the store is a :class:`~smsbridge.store.protocol.KeyValueCache`. Default: nothing."""
 
     def close(self) -> None:
         if self._session is not None:

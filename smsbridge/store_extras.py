@@ -1,8 +1,10 @@
 """SQL persistence for the opt-out list and verification codes (SQLAlchemy Core).
 
-The tables have their own :class:`~sqlalchemy.MetaData` and are created on first use
-(``create_all``, idempotent), in the message store's database when the bridge has one
-(``store.engine``), or in any SQLAlchemy URL/engine. SQLite and PostgreSQL are tested.
+The tables (:mod:`smsbridge.store.schema`, ``smsbridge_optouts`` and
+``smsbridge_verifications``) belong to the message store's migrations, so a store's
+database already has them. Given any other SQLAlchemy URL or engine, they are created on
+first use (``create_all`` of these two tables only, idempotent; a message store opened on
+that database later keeps them). SQLite and PostgreSQL are tested.
 
 Concurrency: every state change is one conditional ``UPDATE`` (``attempts < max``,
 ``used_at IS NULL``, ``record_id = expected``) or an ``INSERT`` guarded by the primary
@@ -18,61 +20,22 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from .optouts import OptOut
+from .store.schema import optouts as optouts_table
+from .store.schema import verifications as verifications_table
 from .verification import Throttle, VerificationRecord, plan_issue
 
 __all__ = [
     "SqlOptOutStore",
     "SqlVerificationStore",
     "engine_for",
-    "metadata",
+    "ensure_tables",
     "optouts_table",
     "verifications_table",
 ]
-
-metadata = MetaData()
-
-optouts_table = Table(
-    "smsbridge_optouts",
-    metadata,
-    Column("number", String(32), primary_key=True),
-    Column("opted_out_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("keyword", String(64)),
-    Column("phone", String(128)),
-    Column("source", String(16), nullable=False),
-)
-
-verifications_table = Table(
-    "smsbridge_verifications",
-    metadata,
-    Column("number", String(32), primary_key=True),
-    Column("purpose", String(64), primary_key=True),
-    Column("record_id", String(32), nullable=False, unique=True),
-    Column("digest", String(128), nullable=False),
-    Column("salt", String(64), nullable=False),
-    Column("sent_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("window_started_at", DateTime(timezone=True), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("sends", Integer, nullable=False, default=1),
-    Column("used_at", DateTime(timezone=True)),
-)
 
 _created: set[int] = set()
 _created_lock = threading.Lock()
@@ -80,12 +43,14 @@ _created_lock = threading.Lock()
 
 def engine_for(target: Any) -> Engine:
     """An engine from an SQLAlchemy URL, an :class:`~sqlalchemy.Engine`, or an object
-    with an ``engine`` attribute (the bridge's message store); tables created once."""
+    with an ``engine`` attribute (the bridge's message store, whose migrations made the
+    tables); for a URL or engine, the tables are created once if missing."""
     engine: Engine
     if isinstance(target, Engine):
         engine = target
     elif isinstance(getattr(target, "engine", None), Engine):
         engine = target.engine
+        return engine
     elif isinstance(target, str):
         engine = _make_engine(target)
     else:
@@ -110,7 +75,8 @@ def ensure_tables(engine: Engine) -> None:
             return
         for attempt in range(5):
             try:
-                metadata.create_all(engine, checkfirst=True)
+                tables = [optouts_table, verifications_table]
+                optouts_table.metadata.create_all(engine, tables=tables, checkfirst=True)
                 break
             except DBAPIError:
                 if attempt == 4:

@@ -6,11 +6,12 @@ Many processes migrating one empty database at once: see test_outbox_idempotency
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, text
 
 from smsbridge import ConfigError, Status
 from smsbridge.store import migrate, open_store
@@ -21,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 pytest.register_assert_rewrite("conftest_store")
 pytest_plugins = ("conftest_store",)  # fixtures: store_url, pg_url, bridges
 from conftest_store import config_text, make_bridge  # noqa: E402
+
+HEAD = "0003_extras"
 
 
 def schema_diff(url: str) -> list[object]:
@@ -52,7 +55,7 @@ def schema_diff(url: str) -> list[object]:
 
 def test_empty_database_gets_the_newest_schema(store_url: str) -> None:
     store = open_store(store_url)
-    assert migrate.current_revision(store.engine) == migrate.head_revision() == "0002_outbox"
+    assert migrate.current_revision(store.engine) == migrate.head_revision() == HEAD
     store.close()
     # the migrations build exactly the tables the code uses
     assert schema_diff(store_url) == []
@@ -96,7 +99,7 @@ def test_upgrade_from_the_previous_version_keeps_data(store_url: str) -> None:
     bridge = make_bridge(config_text(store_url, "  dev: {plugin: dummy, delivery: none}\n"))
     try:
         store = bridge.store
-        assert migrate.current_revision(store.engine) == "0002_outbox"  # type: ignore[union-attr]
+        assert migrate.current_revision(store.engine) == HEAD  # type: ignore[union-attr]
         old = store.get_result("old1")  # type: ignore[union-attr]
         assert old is not None and old.status is Status.queued and old.provider_id == "pid-old"
         assert [a.phone for a in old.attempts] == ["dev"]
@@ -118,12 +121,123 @@ def test_upgrade_from_the_previous_version_keeps_data(store_url: str) -> None:
     assert schema_diff(store_url) == []
 
 
+def legacy_extras_metadata() -> MetaData:
+    """The opt-out and verification tables as ``create_all`` made them before v3
+    (a frozen copy of the old smsbridge.store_extras definitions)."""
+    tz = DateTime(timezone=True)
+    meta = MetaData()
+    Table(
+        "smsbridge_optouts",
+        meta,
+        Column("number", String(32), primary_key=True),
+        Column("opted_out_at", tz, nullable=False, index=True),
+        Column("keyword", String(64)),
+        Column("phone", String(128)),
+        Column("source", String(16), nullable=False),
+    )
+    Table(
+        "smsbridge_verifications",
+        meta,
+        Column("number", String(32), primary_key=True),
+        Column("purpose", String(64), primary_key=True),
+        Column("record_id", String(32), nullable=False, unique=True),
+        Column("digest", String(128), nullable=False),
+        Column("salt", String(64), nullable=False),
+        Column("sent_at", tz, nullable=False),
+        Column("expires_at", tz, nullable=False),
+        Column("window_started_at", tz, nullable=False),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("sends", Integer, nullable=False, default=1),
+        Column("used_at", tz),
+    )
+    return meta
+
+
+@pytest.mark.parametrize("legacy_tables", [False, True], ids=["fresh", "legacy-extras"])
+def test_upgrade_from_v2_keeps_data(store_url: str, legacy_tables: bool) -> None:
+    """v2 → v3: the outbox rows stay; opt-outs and verification codes that the old
+    ``create_all`` kept in the store's database stay too (the migration adopts them)."""
+    from smsbridge.optouts import OptOut
+    from smsbridge.store_extras import SqlOptOutStore, SqlVerificationStore
+
+    engine = make_engine(store_url)
+    assert migrate.upgrade(engine, "0002_outbox")
+    now = "2026-01-02 03:04:05" if engine.dialect.name == "sqlite" else "2026-01-02T03:04:05Z"
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with engine.begin() as conn:
+        for statement in V1_ROWS.strip().split(";"):
+            if statement.strip():
+                conn.execute(text(statement), {"t": now})
+        conn.execute(text("UPDATE smsbridge_outgoing SET outbox = true, lane = 'l1'"))
+    if legacy_tables:
+        legacy = legacy_extras_metadata()
+        legacy.create_all(engine)
+        optouts, verifications = legacy.tables.values()
+        with engine.begin() as conn:
+            conn.execute(
+                optouts.insert().values(
+                    number="+2250701020304", opted_out_at=at, keyword="STOP", source="sms"
+                )
+            )
+            conn.execute(
+                verifications.insert().values(
+                    number="+2250701020304",
+                    purpose="login",
+                    record_id="r1",
+                    digest="d" * 64,
+                    salt="s" * 32,
+                    sent_at=at,
+                    expires_at=at + timedelta(minutes=10),
+                    window_started_at=at,
+                )
+            )
+    engine.dispose()
+
+    store = open_store(store_url)
+    try:
+        assert migrate.current_revision(store.engine) == HEAD
+        stored = store.get_message("old1")
+        assert stored is not None and stored.outbox and stored.provider_id == "pid-old"
+        assert [m.body for m in store.list_incoming()] == ["hello"]
+        optout_store = SqlOptOutStore(store.engine)
+        codes = SqlVerificationStore(store.engine)
+        if legacy_tables:
+            entry = optout_store.get("+2250701020304")
+            assert entry is not None and entry.keyword == "STOP" and entry.at == at
+            record = codes.get("+2250701020304", "login")
+            assert record is not None and record.record_id == "r1"
+            assert record.expires_at == at + timedelta(minutes=10)
+        else:
+            assert optout_store.count() == 0
+        assert optout_store.add(OptOut("+2250701020399"))
+        store.cache_set("ns", "k", "v", datetime.now(UTC) + timedelta(minutes=1))
+        assert store.cache_get("ns", "k") is not None
+    finally:
+        store.close()
+    # the adopted tables are exactly the ones the code declares
+    assert schema_diff(store_url) == []
+
+
+def test_downgrade_from_v3_keeps_the_optouts(store_url: str) -> None:
+    from smsbridge.optouts import OptOut
+    from smsbridge.store_extras import SqlOptOutStore
+
+    store = open_store(store_url)
+    SqlOptOutStore(store.engine).add(OptOut("+2250701020304"))
+    migrate.downgrade(store.engine, "0002_outbox")
+    assert migrate.current_revision(store.engine) == "0002_outbox"
+    assert migrate.upgrade(store.engine)
+    assert SqlOptOutStore(store.engine).count() == 1
+    store.close()
+    assert schema_diff(store_url) == []
+
+
 def test_downgrade_and_upgrade_again(store_url: str) -> None:
     store = open_store(store_url)
     migrate.downgrade(store.engine, "0001_initial")
     assert migrate.current_revision(store.engine) == "0001_initial"
     assert migrate.upgrade(store.engine)
-    assert migrate.current_revision(store.engine) == "0002_outbox"
+    assert migrate.current_revision(store.engine) == HEAD
     store.close()
 
 

@@ -6,6 +6,7 @@ The store is persistence only: it imports nothing above the value types.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..message import Attempt, IncomingMessage, OutgoingMessage, SendResult, StatusReport
@@ -13,7 +14,7 @@ from ..message import Attempt, IncomingMessage, OutgoingMessage, SendResult, Sta
 if TYPE_CHECKING:
     from .records import ClaimedMessage, ClaimOutcome, OutboxEntry
 
-__all__ = ["MessageStore", "OutboxStore"]
+__all__ = ["KeyValueCache", "MessageStore", "OutboxStore"]
 
 
 @runtime_checkable
@@ -114,3 +115,22 @@ class OutboxStore(MessageStore, Protocol):
 
     def mark_polled(self, message_ids: Sequence[str]) -> None:
         """Note that these messages' statuses were just polled."""
+
+
+@runtime_checkable
+class KeyValueCache(Protocol):
+    """Short-lived values shared by every process using the store (e.g. a provider's
+    access token), implemented by :class:`smsbridge.store.sql.SqlStore`.
+
+    Plugins test ``isinstance(store, KeyValueCache)`` (or ``hasattr(store, "cache_get")``)
+    before using it: a :class:`MessageStore` need not be one.
+    """
+
+    def cache_get(self, namespace: str, key: str) -> tuple[str, datetime] | None:
+        """The value and its expiry (UTC); None when missing or expired."""
+
+    def cache_set(self, namespace: str, key: str, value: str, expires_at: datetime) -> None:
+        """Store ``value`` until ``expires_at`` (timezone-aware), replacing any value."""
+
+    def cache_delete(self, namespace: str, key: str) -> None:
+        """Forget the value, if any."""

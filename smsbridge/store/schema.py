@@ -38,10 +38,13 @@ __all__ = [
     "VERSION_TABLE",
     "UTCDateTime",
     "attempts",
+    "cache",
     "history",
     "incoming",
     "metadata",
+    "optouts",
     "outgoing",
+    "verifications",
 ]
 
 VERSION_TABLE = "smsbridge_alembic_version"
@@ -213,4 +216,43 @@ incoming = Table(
     Column("raw", JsonType),
     UniqueConstraint("phone", "provider_id", name="uq_smsbridge_incoming_provider"),
     Index("ix_smsbridge_incoming_received", "received_at"),
+)
+
+# v3: the opt-out list and verification codes (smsbridge.store_extras). Created by
+# ``create_all`` before v3: the migration keeps tables that already exist, so these
+# definitions (names of the index and unique constraint included) must not change.
+optouts = Table(
+    "smsbridge_optouts",
+    metadata,
+    Column("number", String(32), primary_key=True),
+    Column("opted_out_at", UTCDateTime(), nullable=False, index=True),
+    Column("keyword", String(64)),
+    Column("phone", String(128)),
+    Column("source", String(16), nullable=False),
+)
+
+verifications = Table(
+    "smsbridge_verifications",
+    metadata,
+    Column("number", String(32), primary_key=True),
+    Column("purpose", String(64), primary_key=True),
+    Column("record_id", String(32), nullable=False, unique=True),
+    Column("digest", String(128), nullable=False),
+    Column("salt", String(64), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("window_started_at", UTCDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("sends", Integer, nullable=False, default=1),
+    Column("used_at", UTCDateTime()),
+)
+
+# v3: a small key-value cache shared by processes (e.g. provider access tokens)
+cache = Table(
+    "smsbridge_cache",
+    metadata,
+    Column("namespace", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
 )

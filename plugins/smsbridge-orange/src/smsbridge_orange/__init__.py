@@ -12,7 +12,7 @@ import base64
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import phonenumbers
@@ -56,9 +56,19 @@ from .admin import (
     parse_subscriptions,
     resource_id,
 )
-from .auth import FileTokenCache, Token, TokenCache, credentials_key, shared_token
+from .auth import (
+    FileTokenCache,
+    StoreTokenCache,
+    Token,
+    TokenCache,
+    credentials_key,
+    shared_token,
+)
 from .countries import SENDER_NUMBERS, country_for_sender
 from .errors import EXPIRED_TOKEN, parse_error, to_exception
+
+if TYPE_CHECKING:
+    from smsbridge.store.protocol import MessageStore
 
 __all__ = ["OrangeOptions", "OrangePhone", "SenderNameError"]
 __version__ = "0.1.0"
@@ -217,6 +227,11 @@ class OrangePhone(HttpPhone):
         self.token_cache: TokenCache | None = token_cache
         if token_cache is None and opts.token_cache:
             self.token_cache = FileTokenCache(opts.token_cache_dir)
+        # the user chose the cache (an object, token_cache: false, a directory): a
+        # bridge's message store does not replace it (see attach_store)
+        self._token_cache_chosen = (
+            token_cache is not None or not opts.token_cache or opts.token_cache_dir is not None
+        )
         if self._session is None:  # created now: sends from many threads share it
             session = requests.Session()
             session.headers["User-Agent"] = self.user_agent
@@ -241,6 +256,16 @@ class OrangePhone(HttpPhone):
     def use_token_cache(self, cache: TokenCache | None) -> None:
         """Swap the persistent token cache (e.g. for one kept in the message store)."""
         self.token_cache = cache
+        self._token_cache_chosen = True
+
+    def attach_store(self, store: MessageStore) -> None:
+        """Keep tokens in the bridge's message store (when it is a key-value cache) instead
+        of a file, unless the user chose the cache: every process using the store then
+        shares one token."""
+        from smsbridge.store.protocol import KeyValueCache
+
+        if not self._token_cache_chosen and isinstance(store, KeyValueCache):
+            self.token_cache = StoreTokenCache(store)
 
     # ------------------------------------------------------------------ token & calls
     def token(self) -> Token:

@@ -7,8 +7,9 @@
   ``3600``): the margin is a tenth of the lifetime, at most 60 s.
 - A :class:`TokenCache` persists tokens across processes (CLI calls, cron jobs,
   serverless functions). :class:`FileTokenCache` keeps one 0600 JSON file per
-  credentials in the user cache directory (``platformdirs``). The message store can
-  provide another implementation of the same three-method interface.
+  credentials in the user cache directory (``platformdirs``); :class:`StoreTokenCache`
+  keeps them in the message store's key-value cache (table ``smsbridge_cache``), which a
+  bridge with a store uses instead (see ``OrangePhone.attach_store``).
 
 Cache keys are salted SHA-256 digests of the token URL and credentials: neither the
 key nor a log line ever contains the secret.
@@ -25,17 +26,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import platformdirs
 
 from smsbridge.errors import AuthError, SmsBridgeError
 
+if TYPE_CHECKING:
+    from smsbridge.store.protocol import KeyValueCache
+
 __all__ = [
     "FileTokenCache",
     "MemoryTokenCache",
     "SharedToken",
+    "StoreTokenCache",
     "Token",
     "TokenCache",
     "credentials_key",
@@ -58,6 +64,21 @@ class Token:
     expires_at: float
     refresh_at: float
     token_type: str = "Bearer"
+
+    @classmethod
+    def from_json(cls, text: str) -> Token:
+        """A token saved by a cache (``asdict`` as JSON); ValueError/KeyError/TypeError
+        when the text is not one."""
+        data = json.loads(text)
+        return cls(
+            access_token=str(data["access_token"]),
+            expires_at=float(data["expires_at"]),
+            refresh_at=float(data["refresh_at"]),
+            token_type=str(data.get("token_type", "Bearer")),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
 
     def __repr__(self) -> str:  # never show the token itself
         return f"Token(expires_at={self.expires_at:.0f}, token_type={self.token_type!r})"
@@ -152,13 +173,7 @@ class FileTokenCache:
 
     def load(self, key: str) -> Token | None:
         try:
-            data = json.loads(self.path(key).read_text(encoding="utf-8"))
-            return Token(
-                access_token=str(data["access_token"]),
-                expires_at=float(data["expires_at"]),
-                refresh_at=float(data["refresh_at"]),
-                token_type=str(data.get("token_type", "Bearer")),
-            )
+            return Token.from_json(self.path(key).read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -173,7 +188,7 @@ class FileTokenCache:
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(asdict(token), fh)
+                fh.write(token.to_json())
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -181,6 +196,43 @@ class FileTokenCache:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+
+class StoreTokenCache:
+    """Tokens in the message store's key-value cache (namespace ``orange-token``), shared
+    by every process using the store; a row expires with its token.
+
+    The key is :func:`credentials_key` (a digest, never the credentials); the value is
+    the token itself, in the user's own database like the messages. Store errors never
+    escape with their SQL parameters: ``load`` answers None, ``save``/``delete`` raise a
+    bare :class:`OSError` (logged by :class:`SharedToken` by its type only).
+    """
+
+    namespace = "orange-token"
+
+    def __init__(self, store: KeyValueCache) -> None:
+        self.store = store
+
+    def load(self, key: str) -> Token | None:
+        try:
+            found = self.store.cache_get(self.namespace, key)
+            return None if found is None else Token.from_json(found[0])
+        except Exception as exc:  # the store's errors may carry the token in their text
+            log.debug("ignoring the store's Orange token cache: %s", type(exc).__name__)
+            return None
+
+    def save(self, key: str, token: Token) -> None:
+        expires_at = datetime.fromtimestamp(token.expires_at, UTC)
+        try:
+            self.store.cache_set(self.namespace, key, token.to_json(), expires_at)
+        except Exception as exc:
+            raise OSError(f"message store error ({type(exc).__name__})") from None
+
+    def delete(self, key: str) -> None:
+        try:
+            self.store.cache_delete(self.namespace, key)
+        except Exception as exc:
+            raise OSError(f"message store error ({type(exc).__name__})") from None
 
 
 class SharedToken:
