@@ -14,7 +14,7 @@ import logging
 import os
 import queue
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +97,9 @@ class Bridge:
         self._status_callbacks: list[StatusCallback] = []
         self._receive_callbacks: list[ReceiveCallback] = []
         self.dispatcher = Dispatcher(self)
+        # Called with (message ids, outbox entries) after enqueue() committed them
+        # (smsbridge.celery.install registers its dispatcher here).
+        self.enqueue_hooks: list[Callable[[Sequence[str], Sequence[Any]], None]] = []
         # Templates, keyword actions, STOP list (smsbridge.templates/keywords/optouts);
         # the verification-code Verifier is created on first use.
         self.templates: TemplateLibrary | None = None

@@ -40,8 +40,8 @@ class RedisLimiter:
         self._pause_key = f"{prefix}:pause:{phone}"
         if float(rate).is_integer():
             limit, interval_ms = int(rate), 1000
-        else:
-            limit, interval_ms = max(1, round(rate * 10)), 10_000
+        else:  # pyrate needs integers: one unit per emission interval, in ms
+            limit, interval_ms = 1, max(1, round(1000 / rate))
         store = RedisStateStore(redis, key=f"{prefix}:limit:{phone}")
         bucket = StateBucket([Rate(limit, interval_ms, burst=1)], algorithm=GCRA(), store=store)
         self._limiter = Limiter(bucket, buffer_ms=0)

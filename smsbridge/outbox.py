@@ -84,4 +84,7 @@ def enqueue_many(bridge: Bridge, messages: Sequence[OutgoingMessage]) -> list[st
             raise
     if not entries:
         return []
-    return store.enqueue(entries)
+    ids = store.enqueue(entries)
+    for hook in bridge.enqueue_hooks:  # e.g. smsbridge.celery dispatches the tasks
+        hook(ids, entries)
+    return ids

@@ -186,8 +186,8 @@ class TokenBucketLimiter:
             raise ValueError("rate must be positive")
         if float(rate).is_integer():
             limit, interval_ms = int(rate), int(Duration.SECOND)
-        else:  # pyrate needs integers: 2.5/s is 25 per 10 s
-            limit, interval_ms = max(1, round(rate * 10)), 10 * int(Duration.SECOND)
+        else:  # pyrate needs integers: one unit per emission interval, in ms
+            limit, interval_ms = 1, max(1, round(1000 / rate))
         self.rate = rate
         self._name = name
         bucket = StateBucket([Rate(limit, interval_ms, burst=1)], algorithm=GCRA())
