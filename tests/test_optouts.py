@@ -5,11 +5,8 @@ the outbox worker; the ``optouts`` command."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,44 +55,6 @@ class Clock:
     def __call__(self) -> datetime:
         self.now += timedelta(seconds=1)
         return self.now
-
-
-@pytest.fixture
-def pg_engine() -> Iterator[Any]:
-    """An engine on a fresh PostgreSQL schema (dropped afterwards), or skip."""
-    url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(
-            f"PostgreSQL tests need {PG_ENV} "
-            "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
-        )
-    from sqlalchemy.engine import make_url
-
-    from smsbridge.store.sql import make_engine
-
-    parsed = make_url(url)
-    try:
-        socket.create_connection((parsed.host or "127.0.0.1", parsed.port or 5432), 2).close()
-    except OSError:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable ({PG_ENV} is set)")
-        pytest.skip(f"PostgreSQL is not reachable ({PG_ENV} is set)")
-    schema = "smsbridge_extras_" + uuid.uuid4().hex[:10]
-    admin = make_engine(url)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    engine = make_engine(
-        parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
-    )
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
