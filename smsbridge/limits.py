@@ -80,6 +80,6 @@ def install_redis_limiters(bridge: Any, url: str, *, prefix: str = "smsbridge") 
 
     client = redis_lib.Redis.from_url(url)
     for phone in bridge.phones.values():
-        rate = phone.rate_limit
+        rate = phone.pacing_rate
         if rate:
             phone.limiter = RedisLimiter(client, phone.name, rate, prefix=prefix)

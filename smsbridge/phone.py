@@ -100,6 +100,13 @@ class PhoneOptions(BaseModel):
     rate_limit: float | None = Field(
         default=None, gt=0, description="Segments per second; default from capabilities."
     )
+    rate_headroom: float = Field(
+        default=0.02,
+        ge=0,
+        lt=0.5,
+        description="Pace this fraction under rate_limit: providers count on their own clock, "
+        "after network jitter, so sending at exactly the limit draws the odd 429.",
+    )
     timeout: float = Field(default=30.0, gt=0, description="Seconds per provider request.")
     retries: int = Field(default=2, ge=0, le=20, description="Retries on retryable errors.")
     max_backoff: float = Field(default=30.0, ge=0, description="Longest wait between retries.")
@@ -246,7 +253,7 @@ class Phone(ABC):
         self.default_region = default_region
         self._session = session
         self.bridge: Any = None  # set by Bridge.attach: where simulated/polled events go
-        rate = self.rate_limit
+        rate = self.pacing_rate
         self.limiter: RateLimiter | None = limiter or (
             TokenBucketLimiter(rate, name) if rate else None
         )
@@ -273,6 +280,12 @@ class Phone(ABC):
     @property
     def rate_limit(self) -> float | None:
         return self.options.rate_limit or self.capabilities.default_rate_limit
+
+    @property
+    def pacing_rate(self) -> float | None:
+        """The rate the limiter actually paces at: ``rate_limit`` less ``rate_headroom``."""
+        rate = self.rate_limit
+        return rate * (1 - self.options.rate_headroom) if rate else None
 
     def secrets(self) -> list[str]:
         """Every secret value of this phone's options (for redaction)."""

@@ -39,7 +39,6 @@ from smsbridge.phone import (
     PhoneOptions,
     PreparedMessage,
     Submission,
-    TokenBucketLimiter,
 )
 from smsbridge.status import Status
 from smsbridge.webhooks.request import WebhookRequest
@@ -76,9 +75,6 @@ __version__ = "0.1.0"
 log = logging.getLogger("smsbridge.orange")
 
 DEFAULT_BASE_URL = "https://api.orange.com"
-# Orange counts its 5 TPS on its own clock, after network jitter: pacing at exactly the
-# limit gets the odd request throttled. Pace 2% under it (5/s -> one SMS every 204 ms).
-PACING = 0.98
 ON_NET = {"resource_type_parameter_management": "SMS_OCB2"}
 
 
@@ -211,8 +207,6 @@ class OrangePhone(HttpPhone):
                     raise error["ctx"]["error"] from None
             raise
         opts = self.options
-        if kw.get("limiter") is None and self.rate_limit:
-            self.limiter = TokenBucketLimiter(self.rate_limit * PACING, name)
         self.base_url = opts.base_url.rstrip("/")
         self.token_url = opts.token_url or f"{self.base_url}/oauth/v3/token"
         self.sender = f"tel:+{opts.sender_address}"
