@@ -120,7 +120,10 @@ class Bridge:
             if not phone.webhook_protected and (
                 phone.caps.status_mode == "webhook" or phone.caps.receive_mode == "webhook"
             ):
-                log.debug("phone %s: webhooks are not protected", phone.name)
+                log.warning(
+                    "phone %s: webhooks are not protected (set webhook_secret or allow_ips)",
+                    phone.name,
+                )
 
     # ------------------------------------------------------------------ construction
     @classmethod
