@@ -53,8 +53,16 @@ def enqueue(config: Path, count: int) -> list[str]:
 
 
 def started(proc: Any) -> None:
-    line = proc.stderr.readline()
-    assert "smsbridge worker" in line, line + proc.stderr.read()
+    """Wait for the worker's start-up line (log warnings may come first)."""
+    seen: list[str] = []
+    for _ in range(50):
+        line = proc.stderr.readline()
+        if not line:  # the worker exited before starting
+            break
+        if "smsbridge worker" in line:
+            return
+        seen.append(line)
+    raise AssertionError("worker did not start:\n" + "".join(seen))
 
 
 def test_sigkill_mid_batch_loses_nothing_and_sends_nothing_twice(
