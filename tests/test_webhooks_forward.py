@@ -255,8 +255,10 @@ def test_close_gives_pending_retries_one_last_try(receiver: FakeServer) -> None:
     forwarder = Forwarder([target(receiver, retries=3)], backoff=60, drain_timeout=5)
     forwarder.status(StatusReport(provider_id="p-late", phone="dev", status=Status.sent))
     deadline = time.monotonic() + 5
-    while len(receiver.state["got"]) < 1 and time.monotonic() < deadline:
+    # wait until the 500 was handled and the retry scheduled (not just received)
+    while next(iter(forwarder.stats().values()))["retried"] < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert len(receiver.state["got"]) == 1
     forwarder.close()  # the retry is due in ~a minute: close sends it now
     assert len(receiver.state["got"]) == 2
     assert next(iter(forwarder.stats().values()))["delivered"] == 1
