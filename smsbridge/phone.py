@@ -19,7 +19,6 @@ import ipaddress
 import logging
 import random
 import re
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -31,7 +30,6 @@ from urllib.parse import quote, urlencode, urlsplit
 import requests
 import tenacity
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pyrate_limiter import GCRA, Duration, Limiter, Rate, StateBucket
 
 from .capabilities import Capabilities
 from .encoding import SegmentInfo
@@ -48,6 +46,7 @@ from .errors import (
     WebhookAuthError,
 )
 from .folding import EncodingError, encode_for_phone
+from .limits import TokenBucketLimiter
 from .message import (
     Balance,
     IncomingMessage,
@@ -179,41 +178,6 @@ class PausableLimiter(RateLimiter, Protocol):
     def pause(self, seconds: float) -> None: ...
 
 
-class TokenBucketLimiter:
-    """Per-phone in-process limiter: ``rate`` units (segments) per second, thread-safe.
-
-    Built on pyrate-limiter's GCRA (a token bucket kept as one timestamp) with a burst of
-    one, so units leave evenly spaced (``1/rate`` apart) instead of in bursts at each
-    window edge: what providers' per-second throttles accept, and a rate that holds from
-    the first message. A message of ``n`` segments takes ``n`` units.
-    """
-
-    def __init__(self, rate: float, name: str = "phone") -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        if float(rate).is_integer():
-            limit, interval_ms = int(rate), int(Duration.SECOND)
-        else:  # pyrate needs integers: one unit per emission interval, in ms
-            limit, interval_ms = 1, max(1, round(1000 / rate))
-        self.rate = rate
-        self._name = name
-        bucket = StateBucket([Rate(limit, interval_ms, burst=1)], algorithm=GCRA())
-        self._limiter = Limiter(bucket, buffer_ms=0)
-        self._paused_until = 0.0
-        self._pause_lock = threading.Lock()
-
-    def acquire(self, weight: int = 1) -> None:
-        for _ in range(max(1, weight)):
-            while (wait := self._paused_until - time.monotonic()) > 0:
-                time.sleep(wait)
-            self._limiter.try_acquire(self._name, weight=1)
-
-    def pause(self, seconds: float) -> None:
-        """Hold every thread sending through this phone for ``seconds``."""
-        with self._pause_lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
-
-
 def redact(text: str, secrets: Iterable[str | None]) -> str:
     """Replace every occurrence of each secret in ``text`` by ``***``."""
     for secret in secrets:
@@ -255,7 +219,7 @@ class Phone(ABC):
         self.bridge: Any = None  # set by Bridge.attach: where simulated/polled events go
         rate = self.pacing_rate
         self.limiter: RateLimiter | None = limiter or (
-            TokenBucketLimiter(rate, name) if rate else None
+            TokenBucketLimiter(rate, name, tolerance=self.pacing_tolerance) if rate else None
         )
 
     # ------------------------------------------------------------------ description
@@ -286,6 +250,19 @@ class Phone(ABC):
         """The rate the limiter actually paces at: ``rate_limit`` less ``rate_headroom``."""
         rate = self.rate_limit
         return rate * (1 - self.options.rate_headroom) if rate else None
+
+    @property
+    def pacing_tolerance(self) -> float:
+        """Seconds a unit may be taken late without delaying the next (see limits.py).
+
+        Pacing at ``r = (1 - h) × rate_limit`` with a catch-up tolerance ``τ`` lets at most
+        ``r × (1 s + τ)`` units through in any rolling second (plus the one at its edge),
+        which stays under ``rate_limit`` while ``τ < h / (1 - h)``. Half of that goes to
+        catching up late wake-ups (≈ 10 ms at the default 2 %); the other half is left
+        for network jitter between the limiter and the provider. No headroom, no tolerance.
+        """
+        headroom = self.options.rate_headroom
+        return headroom / (1 - headroom) / 2
 
     def secrets(self) -> list[str]:
         """Every secret value of this phone's options (for redaction)."""
