@@ -337,6 +337,35 @@ _ADOPT = (
 )
 
 
+def _claimable(now: Any) -> list[Any]:
+    """Conditions of a message any worker may claim at ``now``: pending in the outbox,
+    due, its lease (if any) over, not handed over to a provider yet."""
+    o = outgoing
+    return [
+        PENDING_OUTBOX,
+        or_(o.c.send_at.is_(None), o.c.send_at <= now),
+        or_(o.c.lease_until.is_(None), o.c.lease_until < now),
+        o.c.sending_since.is_(None),
+    ]
+
+
+def _claiming(where: Any, now: Any) -> Any:
+    """The UPDATE that claims the rows ``where`` selects, returning them."""
+    o = outgoing
+    return (
+        update(o)
+        .where(where)
+        .values(
+            claimed_by=bindparam("b_worker"),
+            claim_token=bindparam("b_token"),
+            lease_until=bindparam("b_lease", type_=o.c.lease_until.type),
+            claims=o.c.claims + 1,
+            updated_at=now,
+        )
+        .returning(o.c.seq, *_MESSAGE_COLUMNS)
+    )
+
+
 def _mark_statement(with_token: bool) -> Any:
     o = outgoing
     cond = [
@@ -357,6 +386,8 @@ def _mark_statement(with_token: bool) -> Any:
 
 
 _MARK = {True: _mark_statement(True), False: _mark_statement(False)}
+_NOW = bindparam("b_now", type_=outgoing.c.lease_until.type)
+_CLAIM_GIVEN = _claiming(and_(outgoing.c.id == bindparam("b_id"), *_claimable(_NOW)), _NOW)
 
 
 # ---------------------------------------------------------------------- the store
@@ -794,12 +825,7 @@ class SqlStore:
             return stmt
         o = outgoing
         now = bindparam("b_now", type_=o.c.lease_until.type)
-        cond: list[Any] = [
-            PENDING_OUTBOX,
-            or_(o.c.send_at.is_(None), o.c.send_at <= now),
-            or_(o.c.lease_until.is_(None), o.c.lease_until < now),
-            o.c.sending_since.is_(None),
-        ]
+        cond = _claimable(now)
         if lanes is not None:
             cond.append(o.c.lane.in_(list(lanes)))
         if exclude:
@@ -811,18 +837,7 @@ class SqlStore:
             .limit(bindparam("b_limit"))
             .with_for_update(skip_locked=True)
         )
-        stmt = (
-            update(o)
-            .where(o.c.seq.in_(candidates.scalar_subquery()))
-            .values(
-                claimed_by=bindparam("b_worker"),
-                claim_token=bindparam("b_token"),
-                lease_until=bindparam("b_lease", type_=o.c.lease_until.type),
-                claims=o.c.claims + 1,
-                updated_at=now,
-            )
-            .returning(o.c.seq, *_MESSAGE_COLUMNS)
-        )
+        stmt = _claiming(o.c.seq.in_(candidates.scalar_subquery()), now)
         self._claim_statements[key] = stmt
         return stmt
 
@@ -843,6 +858,23 @@ class SqlStore:
         o = outgoing
         with self._write() as conn:
             now = utcnow()
+            # The common case in one statement: pending, due, unclaimed → claimed.
+            claimed = conn.execute(
+                _CLAIM_GIVEN,
+                {
+                    "b_id": message_id,
+                    "b_now": now,
+                    "b_worker": owner,
+                    "b_token": secrets.token_hex(8),
+                    "b_lease": now + timedelta(seconds=lease),
+                },
+            ).first()
+            if claimed is not None:
+                item = _claimed(claimed)
+                return ClaimOutcome(
+                    "claimed", message=item.message, status=Status.pending.value, claimed=item
+                )
+            # Otherwise find out why (and settle a lost send) under the row's lock.
             row = conn.execute(
                 select(o.c.seq, o.c.status, o.c.outbox, o.c.sending_since, *_MESSAGE_COLUMNS)
                 .where(o.c.id == message_id)
