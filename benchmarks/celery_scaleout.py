@@ -25,6 +25,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,29 +155,31 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- 2. limits
 def limits(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        f"headroom_{headroom:g}": limits_run(args, headroom)
-        for headroom in sorted({0.0, args.headroom})
-    }
+    return {f"headroom_{headroom:g}": limits_run(args, headroom) for headroom in args.headroom}
 
 
 def limits_run(args: argparse.Namespace, headroom: float) -> dict[str, Any]:
-    """``rate_limit`` set to the provider's limit × (1 - headroom)."""
+    """``rate_limit`` set to the provider's limit, paced ``rate_headroom`` under it."""
     plan = {"p5": 5, "p50": 50, "p20": 20}
     if args.scale != 1:  # e.g. 0.5: the same shape where the machine is not the bottleneck
         plan = {name: rate * args.scale for name, rate in plan.items()}
     seconds = args.limit_seconds
-    print(f"  rate_limit = provider limit x {1 - headroom:g}:")
+    print(f"  rate_limit = provider limit, rate_headroom {headroom:g}:")
     with cluster(
         args.broker,
         phones={
-            name: {"rate_limit": rate * (1 - headroom), "retries": 2, "provider": {"limit": rate}}
+            name: {
+                "rate_limit": rate,
+                "rate_headroom": headroom,
+                "retries": 2,
+                "provider": {"limit": rate},
+            }
             for name, rate in plan.items()
         },
         routes=[{"match": {"tags": [name]}, "phones": [name]} for name in plan],
     ) as c:
         # Workers per phone queue: enough processes for each rate (one per ~25/s here).
-        layout = {"p5": 1, "p50": args.p50_workers, "p20": 1}
+        layout = {"p5": 1, "p50": args.p50_workers, "p20": args.p20_workers}
         names, queues = [], {}
         for phone, count in layout.items():
             for i in range(count):
@@ -210,6 +213,8 @@ def limits_run(args: argparse.Namespace, headroom: float) -> dict[str, Any]:
                 "ratio": round(achieved / rate, 3),
                 "max_in_any_second": cs.max_in_window([h.at for h in ok]),
                 "throttled_429": len(all_hits) - len(ok),
+                # units each worker process got: the shared limiter's fairness
+                "per_worker": sorted(Counter(h.pid for h in ok).values(), reverse=True),
             }
         statuses = c.store.counts(outbox=True)
         out["sum_of_limits"] = sum(plan.values())
@@ -222,7 +227,7 @@ def limits_run(args: argparse.Namespace, headroom: float) -> dict[str, Any]:
         print(
             f"  {phone}: limit {row['limit']:5g}/s achieved {row['achieved']:6.2f}/s "
             f"(x{row['ratio']:.3f}), max {row['max_in_any_second']} in any second, "
-            f"429s {row['throttled_429']}"
+            f"429s {row['throttled_429']}, per worker {row['per_worker']}"
         )
     print(
         f"  achieved / sum of limits = {out['achieved']:.2f} / {out['sum_of_limits']:g} = "
@@ -288,9 +293,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--limit-seconds", type=int, default=20)
     parser.add_argument(
-        "--headroom", type=float, default=0.02, help="also run with rate_limit this much lower"
+        "--headroom",
+        type=lambda text: [float(h) for h in text.split(",")],
+        default=[0.0, 0.02],
+        help="rate_headroom of each run, comma-separated (default: 0,0.02)",
     )
     parser.add_argument("--p50-workers", type=int, default=3)
+    parser.add_argument("--p20-workers", type=int, default=1)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the three limits")
     parser.add_argument("--broker", choices=["redis", "amqp"], default="redis")
     parser.add_argument("--json", type=Path, help="also write the figures here")
