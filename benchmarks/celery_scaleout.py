@@ -206,6 +206,21 @@ def limits_run(args: argparse.Namespace, headroom: float) -> dict[str, Any]:
             achieved = (len(ok) - 1) / span  # arrivals per second at the provider
             total_rate += achieved
             throttled += len(all_hits) - len(ok)
+            # For each 429: the accepted requests of its rolling second, spanned on the
+            # workers' clocks (sent) and on the provider's (arrived). A sent span over 1 s
+            # with an arrival span under it means transit jitter, not the limiter.
+            spans = []
+            for h in all_hits:
+                if h.status == 429:
+                    window = [x for x in ok if h.at - 1.0 < x.at <= h.at]
+                    if window:
+                        sent_ms = (h.sent_at - window[0].sent_at) * 1000
+                        spans.append(
+                            {
+                                "sent_ms": round(sent_ms, 1),
+                                "arrived_ms": round((h.at - window[0].at) * 1000, 1),
+                            }
+                        )
             out["phones"][phone] = {
                 "limit": rate,
                 "sent": len(ok),
@@ -215,6 +230,7 @@ def limits_run(args: argparse.Namespace, headroom: float) -> dict[str, Any]:
                 "throttled_429": len(all_hits) - len(ok),
                 # units each worker process got: the shared limiter's fairness
                 "per_worker": sorted(Counter(h.pid for h in ok).values(), reverse=True),
+                "throttled_windows": spans,
             }
         statuses = c.store.counts(outbox=True)
         out["sum_of_limits"] = sum(plan.values())
@@ -229,6 +245,11 @@ def limits_run(args: argparse.Namespace, headroom: float) -> dict[str, Any]:
             f"(x{row['ratio']:.3f}), max {row['max_in_any_second']} in any second, "
             f"429s {row['throttled_429']}, per worker {row['per_worker']}"
         )
+        for span in row["throttled_windows"]:
+            print(
+                f"    a 429's rolling second: {span['sent_ms']} ms on the workers' clocks, "
+                f"{span['arrived_ms']} ms at the provider"
+            )
     print(
         f"  achieved / sum of limits = {out['achieved']:.2f} / {out['sum_of_limits']:g} = "
         f"{out['achieved_over_sum']:.3f}; throttling errors {out['throttling_errors']}; "

@@ -4,38 +4,26 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import smsbridge
-from smsbridge.config import load_yaml, parse_config
+sys.path.insert(0, str(Path(__file__).parent))
+pytest.register_assert_rewrite("conftest_store")
+# One definition each, shared with the store tests: make_bridge, the bridges fixture and
+# pg_url (a throw-away PostgreSQL schema, or a skip with the reason).
+from conftest_store import bridges, make_bridge, pg_url  # noqa: E402
 
-PG_ENV = "SMSBRIDGE_TEST_POSTGRES_URL"
-
-
-def make_bridge(yaml_text: str, **kw: Any) -> smsbridge.Bridge:
-    """A Bridge from YAML text (dummy phones), without touching the file system."""
-    return smsbridge.Bridge.from_config(
-        parse_config(load_yaml(yaml_text, "test.yaml"), file="test.yaml"), **kw
-    )
+__all__ = ["bridges", "make_bridge", "pg_url"]
 
 
 @pytest.fixture
-def bridge_factory() -> Iterator[Any]:
-    made: list[smsbridge.Bridge] = []
-
-    def factory(yaml_text: str, **kw: Any) -> smsbridge.Bridge:
-        bridge = make_bridge(yaml_text, **kw)
-        made.append(bridge)
-        return bridge
-
-    yield factory
-    for bridge in made:
-        bridge.close()
+def bridge_factory(bridges: Any) -> Any:
+    """Build bridges from YAML text (dummy phones); all closed at the end of the test."""
+    return bridges
 
 
 @pytest.fixture
@@ -54,9 +42,6 @@ def service_url(env: str, default: str, host: str, port: int, what: str) -> str:
     Unreachable → skip with a reason on a laptop; fail under CI (CI=true), where the
     services are part of the machine and a skip would hide a broken setup.
     """
-    import os
-    import socket
-
     url = os.environ.get(env) or default
     try:
         socket.create_connection((host, port), timeout=2).close()
@@ -76,38 +61,12 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def pg_engine() -> Iterator[Any]:
+def pg_engine(pg_url: str) -> Iterator[Any]:
     """An engine on a fresh PostgreSQL schema (dropped afterwards), or skip."""
-    url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(
-            f"PostgreSQL tests need {PG_ENV} "
-            "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
-        )
-    from sqlalchemy.engine import make_url
-
     from smsbridge.store.sql import make_engine
 
-    parsed = make_url(url)
-    try:
-        socket.create_connection((parsed.host or "127.0.0.1", parsed.port or 5432), 2).close()
-    except OSError:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable ({PG_ENV} is set)")
-        pytest.skip(f"PostgreSQL is not reachable ({PG_ENV} is set)")
-    schema = "smsbridge_extras_" + uuid.uuid4().hex[:10]
-    admin = make_engine(url)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    engine = make_engine(
-        parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
-        )
-    )
+    engine = make_engine(pg_url)
     try:
         yield engine
     finally:
         engine.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
