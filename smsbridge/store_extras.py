@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,7 +38,10 @@ __all__ = [
     "verifications_table",
 ]
 
-_created: set[int] = set()
+# Engines whose tables were made. Weak: a disposed engine leaves, and a new engine can
+# never pass for it (an id() can be reused once the old engine is garbage-collected — it was,
+# and a new engine on a fresh schema then skipped creating its tables).
+_created: weakref.WeakSet[Engine] = weakref.WeakSet()
 _created_lock = threading.Lock()
 
 
@@ -71,7 +75,7 @@ def ensure_tables(engine: Engine) -> None:
     (PostgreSQL: duplicate type/table; SQLite: table exists): the loser retries, and its
     ``checkfirst`` then sees the winner's tables."""
     with _created_lock:
-        if id(engine) in _created:
+        if engine in _created:
             return
         for attempt in range(5):
             try:
@@ -82,7 +86,7 @@ def ensure_tables(engine: Engine) -> None:
                 if attempt == 4:
                     raise
                 time.sleep(0.05 * (attempt + 1))
-        _created.add(id(engine))
+        _created.add(engine)
 
 
 def _aware(value: datetime | None) -> datetime | None:

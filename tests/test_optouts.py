@@ -449,3 +449,27 @@ def test_wired_bridge_hooks_and_yaml(tmp_path: Path) -> None:
         with pytest.raises(smsbridge.Rejected):
             b.send(USER, "hello")
         assert USER in optouts(b)
+
+
+def test_every_new_engine_gets_its_tables_even_at_a_reused_address(tmp_path: Path) -> None:
+    """ensure_tables remembers engines weakly: once an engine is gone, a new one (which
+    CPython often allocates at the same address, so the same id()) still creates its
+    tables. Keyed by id(), a fresh schema was once left without them."""
+    import gc
+
+    import sqlalchemy as sa
+
+    from smsbridge.store_extras import _created, ensure_tables
+
+    seen: set[int] = set()
+    reused = False
+    for i in range(30):
+        engine = sa.create_engine(f"sqlite:///{tmp_path / f'db{i}.sqlite'}")
+        reused = reused or id(engine) in seen
+        seen.add(id(engine))
+        ensure_tables(engine)
+        assert "smsbridge_optouts" in sa.inspect(engine).get_table_names(), (i, reused)
+        engine.dispose()
+        del engine
+        gc.collect()
+    assert not any(id(e) in seen for e in list(_created))  # forgotten once collected
