@@ -25,7 +25,6 @@ import resource
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -200,38 +199,10 @@ def limits_run(args: argparse.Namespace, headroom: float) -> dict[str, Any]:
         total_rate = 0.0
         throttled = 0
         for phone, rate in plan.items():
-            ok = c.provider_hits(phone)
-            all_hits = c.provider_hits(phone, accepted=False)
-            span = ok[-1].at - ok[0].at
-            achieved = (len(ok) - 1) / span  # arrivals per second at the provider
-            total_rate += achieved
-            throttled += len(all_hits) - len(ok)
-            # For each 429: the accepted requests of its rolling second, spanned on the
-            # workers' clocks (sent) and on the provider's (arrived). A sent span over 1 s
-            # with an arrival span under it means transit jitter, not the limiter.
-            spans = []
-            for h in all_hits:
-                if h.status == 429:
-                    window = [x for x in ok if h.at - 1.0 < x.at <= h.at]
-                    if window:
-                        sent_ms = (h.sent_at - window[0].sent_at) * 1000
-                        spans.append(
-                            {
-                                "sent_ms": round(sent_ms, 1),
-                                "arrived_ms": round((h.at - window[0].at) * 1000, 1),
-                            }
-                        )
-            out["phones"][phone] = {
-                "limit": rate,
-                "sent": len(ok),
-                "achieved": round(achieved, 2),
-                "ratio": round(achieved / rate, 3),
-                "max_in_any_second": cs.max_in_window([h.at for h in ok]),
-                "throttled_429": len(all_hits) - len(ok),
-                # units each worker process got: the shared limiter's fairness
-                "per_worker": sorted(Counter(h.pid for h in ok).values(), reverse=True),
-                "throttled_windows": spans,
-            }
+            row = cs.route_figures(c.provider_hits(phone, accepted=False), rate)
+            out["phones"][phone] = row
+            total_rate += row["achieved"]
+            throttled += row["throttled_429"]
         statuses = c.store.counts(outbox=True)
         out["sum_of_limits"] = sum(plan.values())
         out["achieved"] = round(total_rate, 2)
@@ -239,17 +210,7 @@ def limits_run(args: argparse.Namespace, headroom: float) -> dict[str, Any]:
         out["throttling_errors"] = throttled
         out["statuses"] = statuses
         out["wall_s"] = round(time.perf_counter() - start, 2)
-    for phone, row in out["phones"].items():
-        print(
-            f"  {phone}: limit {row['limit']:5g}/s achieved {row['achieved']:6.2f}/s "
-            f"(x{row['ratio']:.3f}), max {row['max_in_any_second']} in any second, "
-            f"429s {row['throttled_429']}, per worker {row['per_worker']}"
-        )
-        for span in row["throttled_windows"]:
-            print(
-                f"    a 429's rolling second: {span['sent_ms']} ms on the workers' clocks, "
-                f"{span['arrived_ms']} ms at the provider"
-            )
+    cs.print_route_figures(out["phones"])
     print(
         f"  achieved / sum of limits = {out['achieved']:.2f} / {out['sum_of_limits']:g} = "
         f"{out['achieved_over_sum']:.3f}; throttling errors {out['throttling_errors']}; "

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,15 @@ from smsbridge.phones.dummy import DummyPhone  # noqa: E402
 SENDER = """
 import os, sys, time, requests
 from smsbridge.limits import RedisLimiter
-url, route, rate, tolerance, prefix, start, seconds = sys.argv[1:8]
+url, route, rate, tolerance, prefix, seconds = sys.argv[1:7]
 limiter = RedisLimiter.from_url(url, route, float(rate), prefix=prefix,
                                 tolerance=float(tolerance))
 session = requests.Session()
-time.sleep(max(0.0, float(start) - time.time()))
+print("ready", flush=True)
+start = float(sys.stdin.readline())  # the same moment for every sender
+time.sleep(max(0.0, start - time.time()))
 n = 0
-while time.time() < float(start) + float(seconds):
+while time.time() < start + float(seconds):
     limiter.acquire(1)
     session.post(route + "/send", json={"id": f"{os.getpid()}-{n}"},
                  headers={"X-Worker-Pid": str(os.getpid()), "X-Sent-At": repr(time.time())})
@@ -63,15 +64,23 @@ def run(args: argparse.Namespace, pacing: str) -> dict[str, Any]:
     prefix = "sbbench-" + uuid.uuid4().hex[:8]
     with cs.FakeProvider() as provider:
         routes = {name: provider.route(f"{prefix}-{name}", limit=r) for name, r in plan.items()}
-        start = time.time() + 2.0  # after every interpreter has started
         procs = []
         for name, rate in plan.items():
             phone = DummyPhone(name, {"rate_limit": rate})
             tolerance = phone.pacing_tolerance if pacing == "default" else 0.0
             argv = [redis_url, routes[name], str(phone.pacing_rate), str(tolerance), prefix]
-            argv += [str(start), str(args.seconds)]
+            argv.append(str(args.seconds))
             for _ in range(args.procs):
-                procs.append(subprocess.Popen([sys.executable, "-c", SENDER, *argv]))
+                cmd = [sys.executable, "-c", SENDER, *argv]
+                pipe = subprocess.PIPE
+                procs.append(subprocess.Popen(cmd, stdin=pipe, stdout=pipe, text=True))
+        for proc in procs:  # every interpreter has started and connected
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        start = time.time() + 0.2
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(f"{start!r}\n")
+            proc.stdin.close()
         for proc in procs:
             proc.wait(args.seconds + 60)
         out: dict[str, Any] = {"phones": {}}
@@ -79,26 +88,12 @@ def run(args: argparse.Namespace, pacing: str) -> dict[str, Any]:
             route = f"{prefix}-{name}"
             with provider.state.lock:
                 hits = [h for h in provider.state.hits if h.route == route]
-            ok = [h for h in hits if h.status == 200]
-            achieved = (len(ok) - 1) / (ok[-1].at - ok[0].at)
-            out["phones"][name] = {
-                "limit": rate,
-                "achieved": round(achieved, 2),
-                "ratio": round(achieved / rate, 3),
-                "throttled_429": len(hits) - len(ok),
-                "max_in_any_second": cs.max_in_window([h.at for h in ok]),
-                "per_process": sorted(Counter(h.pid for h in ok).values(), reverse=True),
-            }
+            out["phones"][name] = cs.route_figures(hits, rate)
             RedisLimiter.from_url(redis_url, routes[name], 1, prefix=prefix).reset()
         total = sum(row["achieved"] for row in out["phones"].values())
         out["achieved_over_sum"] = round(total / sum(plan.values()), 3)
         out["throttling_errors"] = sum(row["throttled_429"] for row in out["phones"].values())
-    for name, row in out["phones"].items():
-        print(
-            f"  {name}: limit {row['limit']:3g}/s achieved {row['achieved']:6.2f}/s "
-            f"(x{row['ratio']:.3f}), max {row['max_in_any_second']} in any second, "
-            f"429s {row['throttled_429']}, per process {row['per_process']}"
-        )
+    cs.print_route_figures(out["phones"])
     print(
         f"  achieved / sum of limits = {out['achieved_over_sum']:.3f}; "
         f"throttling errors {out['throttling_errors']}",

@@ -138,9 +138,7 @@ class TokenBucketLimiter(GcraLimiter):
     phone's budget, and a pause holds all of them.
     """
 
-    def __init__(self, rate: float, name: str = "phone", **kw: Any) -> None:
-        super().__init__(rate, name, **kw)
-        self._paused_until = 0.0
+    _paused_until = 0.0  # time.monotonic() until which every sender waits
 
     def pause(self, seconds: float) -> None:
         with self._lock:
@@ -163,17 +161,17 @@ class RedisLimiter(GcraLimiter):
         max_pause: float = 300.0,
         tolerance: float = 0.0,
     ) -> None:
-        super().__init__(
-            rate,
-            phone,
-            tolerance=tolerance,
-            store=RedisStateStore(redis, key=f"{prefix}:limit:{phone}"),
-        )
-        self.redis = redis
-        self.phone = phone
-        self.max_pause = max_pause
         self._limit_key = f"{prefix}:limit:{phone}"
         self._pause_key = f"{prefix}:pause:{phone}"
+        store = RedisStateStore(redis, key=self._limit_key)
+        super().__init__(rate, phone, tolerance=tolerance, store=store)
+        self.redis = redis
+        self.max_pause = max_pause
+
+    @property
+    def phone(self) -> str:
+        """The phone whose budget this is (the limiter's name)."""
+        return self.name
 
     @classmethod
     def from_url(cls, url: str, phone: str, rate: float, **kw: Any) -> RedisLimiter:

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -388,6 +389,54 @@ def max_in_window(stamps: list[float], window: float = 1.0) -> int:
             j += 1
         best = max(best, i - j + 1)
     return best
+
+
+def route_figures(hits: list[Hit], limit: float) -> dict[str, Any]:
+    """What one provider route saw under its own ``limit`` (benchmarks' per-phone rows).
+
+    ``achieved``: accepted arrivals per second between the first and the last accepted;
+    ``per_process``: how the accepted requests split between sender processes (the shared
+    limiter's fairness); ``throttled_windows``: for each 429, the accepted requests of its
+    rolling second spanned on the senders' clocks and on the provider's — a sent span over
+    1 s with an arrival span under it is transit jitter, not the limiter.
+    """
+    ok = [h for h in hits if h.status == 200]
+    achieved = (len(ok) - 1) / (ok[-1].at - ok[0].at)
+    spans = []
+    for h in hits:
+        window = [x for x in ok if h.at - 1.0 < x.at <= h.at] if h.status == 429 else []
+        if window:
+            spans.append(
+                {
+                    "sent_ms": round((h.sent_at - window[0].sent_at) * 1000, 1),
+                    "arrived_ms": round((h.at - window[0].at) * 1000, 1),
+                }
+            )
+    return {
+        "limit": limit,
+        "sent": len(ok),
+        "achieved": round(achieved, 2),
+        "ratio": round(achieved / limit, 3),
+        "max_in_any_second": max_in_window([h.at for h in ok]),
+        "throttled_429": len(hits) - len(ok),
+        "per_process": sorted(Counter(h.pid for h in ok).values(), reverse=True),
+        "throttled_windows": spans,
+    }
+
+
+def print_route_figures(phones: Mapping[str, Mapping[str, Any]]) -> None:
+    """One line per phone (and one per 429) of :func:`route_figures` rows."""
+    for name, row in phones.items():
+        print(
+            f"  {name}: limit {row['limit']:5g}/s achieved {row['achieved']:6.2f}/s "
+            f"(x{row['ratio']:.3f}), max {row['max_in_any_second']} in any second, "
+            f"429s {row['throttled_429']}, per process {row['per_process']}"
+        )
+        for span in row["throttled_windows"]:
+            print(
+                f"    a 429's rolling second: {span['sent_ms']} ms on the senders' clocks, "
+                f"{span['arrived_ms']} ms at the provider"
+            )
 
 
 # --------------------------------------------------------------------------- one test's world

@@ -386,6 +386,7 @@ def _mark_statement(with_token: bool) -> Any:
 
 
 _MARK = {True: _mark_statement(True), False: _mark_statement(False)}
+#: The claiming statements' clock: the caller's ``now``, read once the write lock is held.
 _NOW = bindparam("b_now", type_=outgoing.c.lease_until.type)
 _CLAIM_GIVEN = _claiming(and_(outgoing.c.id == bindparam("b_id"), *_claimable(_NOW)), _NOW)
 
@@ -824,8 +825,7 @@ class SqlStore:
         if stmt is not None:
             return stmt
         o = outgoing
-        now = bindparam("b_now", type_=o.c.lease_until.type)
-        cond = _claimable(now)
+        cond = _claimable(_NOW)
         if lanes is not None:
             cond.append(o.c.lane.in_(list(lanes)))
         if exclude:
@@ -837,7 +837,7 @@ class SqlStore:
             .limit(bindparam("b_limit"))
             .with_for_update(skip_locked=True)
         )
-        stmt = _claiming(o.c.seq.in_(candidates.scalar_subquery()), now)
+        stmt = _claiming(o.c.seq.in_(candidates.scalar_subquery()), _NOW)
         self._claim_statements[key] = stmt
         return stmt
 
