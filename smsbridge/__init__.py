@@ -24,6 +24,7 @@ from .errors import (
     WebhookError,
     WebhookParseError,
 )
+from .http import WebhookRequest, WebhookResponse
 from .message import (
     Attempt,
     Balance,
@@ -34,7 +35,6 @@ from .message import (
 )
 from .phone import HttpPhone, Phone, PhoneOptions, PreparedMessage, Submission
 from .status import Status
-from .webhooks.request import WebhookRequest, WebhookResponse
 
 __version__ = "0.1.0"
 

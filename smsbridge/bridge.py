@@ -22,6 +22,7 @@ from . import keywords as _keywords
 from . import optouts as _optouts
 from . import templates as _templates
 from . import verification as _verification
+from .cache import KeyValueCache
 from .capabilities import Capabilities
 from .config import Config, load_config, validate_options
 from .encoding import count_segments
@@ -39,6 +40,7 @@ from .errors import (
     SmsBridgeError,
     UnsupportedFeature,
 )
+from .http import WebhookRequest, WebhookResponse
 from .message import (
     Attempt,
     Balance,
@@ -54,7 +56,6 @@ from .registry import load_plugin
 from .router import RouteDecision, Router
 from .status import Status
 from .webhooks.dispatcher import Dispatcher
-from .webhooks.request import WebhookRequest, WebhookResponse
 
 if TYPE_CHECKING:
     from .keywords import KeywordRouter
@@ -114,9 +115,9 @@ class Bridge:
 
             self.dispatcher.listeners.append(Forwarder(self.config.forward))
         for phone in self._phones.values():
-            phone.bridge = self
-            if store is not None:
-                phone.attach_store(store)
+            phone.connect(self.handle_webhook)
+            if isinstance(store, KeyValueCache):
+                phone.use_cache(store)
             if not phone.webhook_protected and (
                 phone.caps.status_mode == "webhook" or phone.caps.receive_mode == "webhook"
             ):

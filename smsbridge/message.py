@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from .clock import utcnow
 from .status import Status
 
 __all__ = [
@@ -25,10 +26,6 @@ __all__ = [
 def new_id() -> str:
     """smsbridge's own message id: a uuid4 in hex."""
     return uuid.uuid4().hex
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _plain(value: Any) -> Any:

@@ -15,7 +15,14 @@ import phonenumbers
 
 from .errors import ConfigError, InvalidRecipient
 
-__all__ = ["country_alpha2", "country_alpha3", "country_of", "normalize", "normalize_country"]
+__all__ = [
+    "country_alpha2",
+    "country_alpha3",
+    "country_of",
+    "lenient_number",
+    "normalize",
+    "normalize_country",
+]
 
 
 _LETTERS = re.compile(r"[A-Za-z]")
@@ -72,6 +79,21 @@ def _normalize(number: str, default_region: str | None) -> str:
             recipient=number,
         )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def lenient_number(value: object) -> str | None:
+    """A number as providers send it back: E.164 when it parses as one (``+`` added to
+    bare international digits), else as given (short codes, sender names); None when empty."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    candidate = text if text.startswith("+") or not text.isdigit() else "+" + text
+    try:
+        return normalize(candidate)
+    except InvalidRecipient:
+        return text
 
 
 def country_of(e164: str) -> str | None:

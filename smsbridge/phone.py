@@ -4,9 +4,21 @@ A plugin implements :meth:`Phone.submit` (one provider call for one validated me
 and, where the provider has them, the webhook parsers and polling methods. The base class
 does the rest, so that a provider module stays small:
 
-validate (number, sender, length, features vs capabilities) → rate-limit (per phone,
-counted in segments) → :meth:`submit` → retries with exponential backoff and jitter on
-retryable errors only (honouring ``retry_after``) → :class:`SendResult`.
+validate (number, sender, length, features vs capabilities) → ``before_submit`` hook (the
+outbox consumers record the hand-over there) → rate-limit (per phone, counted in
+segments) → :meth:`submit` → retries with exponential backoff and jitter on retryable
+errors only (honouring ``retry_after``) → :class:`SendResult`.
+
+The plumbing every provider shares lives here too: :meth:`Phone.provider_error` maps a
+provider's error code (the plugin's :attr:`Phone.ERROR_CODES`) or HTTP status to the error
+tree; :func:`~smsbridge.http.parse_retry_after` reads Retry-After; :meth:`Phone.report`
+builds a :class:`StatusReport` through :attr:`Phone.STATUS_MAP`;
+:meth:`Phone.callback_params` gives a callback's fields without the ``?token=`` secret;
+:func:`~smsbridge.numbers.lenient_number` normalises the numbers providers send back.
+
+Collaborators are handed in, never looked up: ``session`` (HTTP), ``clock``, ``sleep``,
+``limiter``, ``cache`` (a :class:`~smsbridge.cache.KeyValueCache`) and, for phones that
+simulate or poll callbacks, a ``webhook_handler`` (see :meth:`Phone.connect`).
 
 Libraries used: ``tenacity`` for retries, ``pyrate-limiter`` for the rate limiter,
 ``pydantic`` for typed options, ``requests`` for HTTP.
@@ -24,17 +36,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, TypeAlias
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 import tenacity
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from .cache import KeyValueCache
 from .capabilities import Capabilities
 from .encoding import SegmentInfo
 from .errors import (
     AmbiguousSend,
+    AuthError,
     InvalidRecipient,
     InvalidSender,
     MessageError,
@@ -42,10 +56,12 @@ from .errors import (
     ProviderUnavailable,
     RateLimited,
     SendError,
+    SmsBridgeError,
     UnsupportedFeature,
     WebhookAuthError,
 )
 from .folding import EncodingError, encode_for_phone
+from .http import WebhookRequest, WebhookResponse
 from .limits import TokenBucketLimiter
 from .message import (
     Balance,
@@ -58,12 +74,10 @@ from .message import (
 )
 from .numbers import country_of, normalize, normalize_country
 from .status import Status, map_status
-from .webhooks.request import WebhookRequest
-
-if TYPE_CHECKING:
-    from .store.protocol import MessageStore
 
 __all__ = [
+    "BeforeSubmit",
+    "ErrorRule",
     "HttpPhone",
     "PausableLimiter",
     "Phone",
@@ -72,6 +86,7 @@ __all__ = [
     "RateLimiter",
     "Submission",
     "TokenBucketLimiter",
+    "WebhookHandler",
     "redact",
 ]
 
@@ -169,6 +184,23 @@ class Submission:
     raw: Any = None
 
 
+#: One row of a plugin's ``ERROR_CODES``: the error class, or the class and the keyword
+#: arguments it is built with (e.g. ``(Rejected, {"opt_out": True})``).
+ErrorRule: TypeAlias = type[SmsBridgeError] | tuple[type[SmsBridgeError], Mapping[str, Any]]
+
+#: Called by :meth:`Phone.deliver` before each provider call of a message (after
+#: validation, before the rate-limit wait): the outbox consumers record the hand-over
+#: there, and raise to stop the call.
+BeforeSubmit: TypeAlias = Callable[["PreparedMessage"], None]
+
+
+class WebhookHandler(Protocol):
+    """Where a phone hands provider callbacks it makes up itself (the dummy phone's
+    simulated reports): ``Bridge.handle_webhook``'s signature."""
+
+    def __call__(self, phone: str, kind: str, request: WebhookRequest) -> WebhookResponse: ...
+
+
 class RateLimiter(Protocol):
     """Blocks until ``weight`` units may go. Injectable (shared limiters, tests)."""
 
@@ -196,6 +228,11 @@ class Phone(ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
     Options: ClassVar[type[PhoneOptions]] = PhoneOptions
     STATUS_MAP: ClassVar[Mapping[str, Status]] = {}
+    #: Provider error code → :data:`ErrorRule`; codes not listed fall back on the HTTP
+    #: status (see :meth:`provider_error`).
+    ERROR_CODES: ClassVar[Mapping[Any, ErrorRule]] = {}
+    #: The provider's name in error messages (default: the plugin name, capitalised).
+    provider_name: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -208,6 +245,7 @@ class Phone(ABC):
         public_url: str | None = None,
         default_region: str | None = None,
         limiter: RateLimiter | None = None,
+        cache: KeyValueCache | None = None,
     ) -> None:
         self.name = name
         if isinstance(options, PhoneOptions):
@@ -219,7 +257,9 @@ class Phone(ABC):
         self.public_url = public_url.rstrip("/") if public_url else None
         self.default_region = default_region
         self._session = session
-        self.bridge: Any = None  # set by Bridge.attach: where simulated/polled events go
+        self.cache: KeyValueCache | None = cache
+        #: Where callbacks this phone makes up itself go (see :meth:`connect`).
+        self.webhook_handler: WebhookHandler | None = None
         rate = self.pacing_rate
         self.limiter: RateLimiter | None = limiter or (
             TokenBucketLimiter(rate, name, tolerance=self.pacing_tolerance) if rate else None
@@ -377,13 +417,22 @@ class Phone(ABC):
         submission, _ = self.deliver(prepared)
         return self.result(prepared, submission)
 
-    def deliver(self, prepared: PreparedMessage) -> tuple[Submission, int]:
-        """Rate-limit and submit with retries. Returns the submission and retries used."""
+    def deliver(
+        self, prepared: PreparedMessage, *, before_submit: BeforeSubmit | None = None
+    ) -> tuple[Submission, int]:
+        """Rate-limit and submit with retries. Returns the submission and retries used.
+
+        ``before_submit(prepared)`` runs before each provider call, ahead of the
+        rate-limit wait (so the wait stays the last thing before the request and the
+        provider sees the limiter's spacing); what it raises stops the send.
+        """
         attempt_no = 0
 
         def before_each() -> Submission:
             nonlocal attempt_no
             attempt_no += 1
+            if before_submit is not None:
+                before_submit(prepared)
             if self.limiter is not None:
                 self.limiter.acquire(prepared.segments.segments)
             try:
@@ -449,6 +498,82 @@ class Phone(ABC):
     def map_status(self, raw: object) -> Status:
         return map_status(self.STATUS_MAP, raw)
 
+    def report(
+        self,
+        provider_id: str | None,
+        raw_status: object,
+        *,
+        status: Status | None = None,
+        **fields: Any,
+    ) -> StatusReport:
+        """A :class:`StatusReport` from this phone: ``raw_status`` mapped through
+        :attr:`STATUS_MAP` (unless ``status`` is given), ``at`` defaulting to the clock.
+
+        ``fields``: the other :class:`StatusReport` fields (``error_code``,
+        ``error_message``, ``at``, ``raw``, ``recipient``, ``message_id``); empty error
+        fields become None.
+        """
+        text = None if raw_status is None else str(raw_status)
+        for key in ("error_code", "error_message"):
+            value = fields.get(key)
+            fields[key] = str(value) if value not in (None, "") else None
+        if fields.get("at") is None:
+            fields["at"] = self.clock()
+        return StatusReport(
+            provider_id=provider_id or None,
+            phone=self.name,
+            status=status if status is not None else self.map_status(raw_status),
+            raw_status=text,
+            **fields,
+        )
+
+    def provider_error(
+        self,
+        text: str,
+        *,
+        code: Any = None,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        raw: Any = None,
+        recipient: str | None = None,
+    ) -> SmsBridgeError:
+        """The smsbridge error for a provider's refusal (its text redacted, never raised).
+
+        ``code`` is looked up in :attr:`ERROR_CODES`; a code not listed falls back on the
+        HTTP status: 401/403 → :class:`AuthError`, 429 → :class:`RateLimited`, 5xx →
+        :class:`ProviderUnavailable`, anything else → a plain :class:`SendError`.
+        :class:`MessageError` rows (invalid number, sender...) name the code in their
+        message; :class:`SendError` rows carry ``phone``, ``provider_code`` (the code, else
+        the HTTP status) and ``raw``.
+        """
+        text = self.redact(text)
+        rule = self.ERROR_CODES.get(code) if code is not None else None
+        if rule is None and code is not None and not isinstance(code, str):
+            rule = self.ERROR_CODES.get(str(code))
+        kind, extra = (rule, {}) if isinstance(rule, type) else (rule or (None, {}))
+        if kind is None:
+            if http_status in (401, 403):
+                kind = AuthError
+            elif http_status == 429:
+                kind = RateLimited
+            elif http_status is not None and http_status >= 500:
+                kind = ProviderUnavailable
+            else:
+                kind = SendError
+        if issubclass(kind, MessageError):
+            where = f" ({self.provider_name or self.plugin.capitalize()} error {code})"
+            extra = {"provider_code": code, **extra}
+            if issubclass(kind, InvalidRecipient):
+                extra.setdefault("recipient", recipient)
+            return kind(text + where, **extra)
+        if not issubclass(kind, SendError):
+            kind = SendError
+        extra = dict(extra)
+        if issubclass(kind, RateLimited):
+            extra.setdefault("retry_after", retry_after)
+        provider_code = code if code is not None else http_status
+        return kind(text, phone=self.name, provider_code=provider_code, raw=raw, **extra)
+
     # ------------------------------------------------------------------ webhooks
     def callback_url(self, kind: str, *, base: str | None = None) -> str | None:
         """The URL to register at the provider for ``kind`` (``status`` or ``inbound``).
@@ -493,6 +618,13 @@ class Phone(ABC):
         if not any(addr in ipaddress.ip_network(n, strict=False) for n in allowed):
             raise WebhookAuthError(f"caller {addr} is not in allow_ips")
 
+    def callback_params(self, request: WebhookRequest) -> dict[str, str]:
+        """A callback's fields (query and form, first value each) without ``token``: the
+        ``?token=`` secret must not reach a report's ``raw``, the store or a log."""
+        data = request.params()
+        data.pop("token", None)
+        return data
+
     def parse_status_callback(self, request: WebhookRequest) -> list[StatusReport]:
         raise UnsupportedFeature(f"phone '{self.name}' ({self.plugin}) has no status callbacks")
 
@@ -527,10 +659,16 @@ class Phone(ABC):
     def check(self) -> None:
         """Check that the credentials work (one inexpensive call). Default: nothing to do."""
 
-    def attach_store(self, store: MessageStore) -> None:
-        """Called by the bridge with its message store (when it has one), after
-        ``phone.bridge`` is set. A plugin may keep state there, e.g. a token cache when
-        the store is a :class:`~smsbridge.store.protocol.KeyValueCache`. Default: nothing."""
+    def use_cache(self, cache: KeyValueCache) -> None:
+        """Hand the phone a cache shared by every process of the deployment (the bridge
+        does, when its message store is one). A plugin may override it to move state
+        there (e.g. Orange's access tokens). Default: kept as :attr:`cache`."""
+        self.cache = cache
+
+    def connect(self, handler: WebhookHandler) -> None:
+        """Where callbacks the phone makes up itself go (the bridge connects its
+        ``handle_webhook``): the dummy phone's simulated reports use it."""
+        self.webhook_handler = handler
 
     def close(self) -> None:
         if self._session is not None:

@@ -28,10 +28,10 @@ from typing import Any, ClassVar
 import pytest
 
 from .errors import InvalidSender, SendError, UnsupportedFeature, WebhookAuthError
+from .http import WebhookRequest
 from .message import Balance, OutgoingMessage, SendResult
 from .phone import Phone
 from .status import Status
-from .webhooks.request import WebhookRequest
 
 __all__ = ["FakeServer", "PhoneContract", "free_port"]
 

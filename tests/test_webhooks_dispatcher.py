@@ -16,7 +16,7 @@ from smsbridge.errors import WebhookAuthError, WebhookError, WebhookParseError
 from smsbridge.message import IncomingMessage, StatusReport
 from smsbridge.phones.dummy import DummyPhone
 from smsbridge.status import Status
-from smsbridge.webhooks.request import WebhookRequest
+from smsbridge.http import WebhookRequest
 
 SECRET = "dispatch-secret-1"
 

@@ -28,7 +28,7 @@ from smsbridge.webhooks.forward import (
     sign,
     verify_signature,
 )
-from smsbridge.webhooks.request import WebhookRequest
+from smsbridge.http import WebhookRequest
 
 HOOK_SECRET = "hook-secret-1"
 FORWARD_SECRET = "forward-secret-XYZ"

@@ -18,7 +18,7 @@ from smsbridge.config import load_yaml, parse_config
 from smsbridge.message import StatusReport
 from smsbridge.phones.dummy import DummyPhone
 from smsbridge.status import Status
-from smsbridge.webhooks.request import WebhookRequest
+from smsbridge.http import WebhookRequest
 
 SECRET = "framework-secret-1"
 YAML = f"""

@@ -19,7 +19,7 @@ from smsbridge.config import load_yaml, parse_config
 from smsbridge.message import IncomingMessage, StatusReport
 from smsbridge.phones.dummy import DummyPhone
 from smsbridge.status import Status
-from smsbridge.webhooks.request import WebhookRequest
+from smsbridge.http import WebhookRequest
 
 SECRET = "s3cret-token-1"
 PEER = "203.0.113.9"

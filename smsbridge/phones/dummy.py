@@ -30,11 +30,11 @@ from ..errors import (
     SendError,
     WebhookParseError,
 )
+from ..http import WebhookRequest
 from ..message import Balance, IncomingMessage, StatusReport, new_id
 from ..numbers import normalize
 from ..phone import Phone, PhoneOptions, PreparedMessage, Submission
 from ..status import Status
-from ..webhooks.request import WebhookRequest
 
 __all__ = ["DummyPhone"]
 
@@ -144,9 +144,9 @@ class DummyPhone(Phone):
             self._schedule_report(provider_id, opts.delivery)
         return Submission(provider_id=provider_id, status=Status.queued, raw=record)
 
-    # -- simulated provider callbacks, through the bridge's webhook dispatcher
+    # -- simulated provider callbacks, through the connected webhook handler (the bridge's)
     def _schedule_report(self, provider_id: str, status: str) -> None:
-        if self.bridge is None:
+        if self.webhook_handler is None:
             return
         timer = threading.Timer(
             self.options.delivery_delay, self.simulate_status, args=(provider_id, status)
@@ -188,18 +188,18 @@ class DummyPhone(Phone):
                 request.url, data=request.body, headers=dict(request.headers), timeout=10
             )
             return resp.status_code
-        if self.bridge is None:
+        if self.webhook_handler is None:
             return self.parse_status_callback(request)
-        return self.bridge.handle_webhook(self.name, "status", request)
+        return self.webhook_handler(self.name, "status", request)
 
     def simulate_inbound(self, sender: str, body: str, recipient: str | None = None) -> Any:
         """Post an inbound SMS through the bridge's webhook path (as a provider would)."""
         request = self._request(
             "inbound", {"from": sender, "to": recipient, "body": body, "id": new_id()}
         )
-        if self.bridge is None:
+        if self.webhook_handler is None:
             return self.parse_inbound(request)
-        return self.bridge.handle_webhook(self.name, "inbound", request)
+        return self.webhook_handler(self.name, "inbound", request)
 
     # -- webhook parsing (the dummy's own JSON format)
     def _payload(self, request: WebhookRequest, *required: str) -> dict[str, Any]:

@@ -6,9 +6,9 @@ The store is persistence only: it imports nothing above the value types.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ..cache import KeyValueCache
 from ..message import Attempt, IncomingMessage, OutgoingMessage, SendResult, StatusReport
 
 if TYPE_CHECKING:
@@ -115,22 +115,3 @@ class OutboxStore(MessageStore, Protocol):
 
     def mark_polled(self, message_ids: Sequence[str]) -> None:
         """Note that these messages' statuses were just polled."""
-
-
-@runtime_checkable
-class KeyValueCache(Protocol):
-    """Short-lived values shared by every process using the store (e.g. a provider's
-    access token), implemented by :class:`smsbridge.store.sql.SqlStore`.
-
-    Plugins test ``isinstance(store, KeyValueCache)`` (or ``hasattr(store, "cache_get")``)
-    before using it: a :class:`MessageStore` need not be one.
-    """
-
-    def cache_get(self, namespace: str, key: str) -> tuple[str, datetime] | None:
-        """The value and its expiry (UTC); None when missing or expired."""
-
-    def cache_set(self, namespace: str, key: str, value: str, expires_at: datetime) -> None:
-        """Store ``value`` until ``expires_at`` (timezone-aware), replacing any value."""
-
-    def cache_delete(self, namespace: str, key: str) -> None:
-        """Forget the value, if any."""

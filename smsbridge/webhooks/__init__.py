@@ -1,5 +1,5 @@
 """Webhooks: the framework-agnostic request/response and dispatcher, plus adapters."""
 
-from .request import WebhookRequest, WebhookResponse
+from ..http import WebhookRequest, WebhookResponse
 
 __all__ = ["WebhookRequest", "WebhookResponse"]

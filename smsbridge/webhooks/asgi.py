@@ -25,8 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from ..http import WebhookRequest, WebhookResponse
 from .dispatcher import client_address, external_url, log_access
-from .request import WebhookRequest, WebhookResponse
 
 if TYPE_CHECKING:
     from ..bridge import Bridge

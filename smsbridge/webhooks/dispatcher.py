@@ -37,9 +37,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedFeature, WebhookAuthError, WebhookError
+from ..http import WebhookRequest, WebhookResponse
 from ..message import IncomingMessage, StatusReport
 from ..status import Status
-from .request import WebhookRequest, WebhookResponse
 
 if TYPE_CHECKING:
     from ..bridge import Bridge

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from ..http import WebhookRequest, WebhookResponse
 from .dispatcher import client_address, external_url
-from .request import WebhookRequest, WebhookResponse
 
 if TYPE_CHECKING:
     from ..bridge import Bridge

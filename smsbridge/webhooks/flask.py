@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .request import WebhookResponse
+from ..http import WebhookResponse
 from .wsgi import BodyTooLarge, environ_request
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from ..http import WebhookRequest, WebhookResponse
 from .dispatcher import client_address, external_url, log_access
-from .request import WebhookRequest, WebhookResponse
 
 if TYPE_CHECKING:
     from ..bridge import Bridge

@@ -13,8 +13,8 @@ from smsbridge_orange.auth import forget_shared_tokens
 from smsbridge_orange.testing import FakeOrange
 
 from smsbridge.errors import WebhookError
+from smsbridge.http import WebhookRequest
 from smsbridge.testing import FakeServer
-from smsbridge.webhooks.request import WebhookRequest
 
 RECIPIENT = "+2250701020304"
 HOOK_SECRET = "test-hook-secret"

@@ -17,11 +17,11 @@ from smsbridge.errors import (
     Rejected,
     SendError,
 )
+from smsbridge.http import WebhookRequest
 from smsbridge.message import SendResult
 from smsbridge.phone import Phone
 from smsbridge.status import Status
 from smsbridge.testing import PhoneContract
-from smsbridge.webhooks.request import WebhookRequest
 
 PUBLIC_URL = "https://sms.example.com"
 SECRET = "test-hook-secret"

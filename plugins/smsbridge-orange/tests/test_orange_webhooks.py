@@ -11,10 +11,10 @@ from smsbridge_orange import OrangePhone
 from smsbridge_orange.testing import FakeOrange
 
 from smsbridge.errors import WebhookAuthError, WebhookParseError
+from smsbridge.http import WebhookRequest
 from smsbridge.message import OutgoingMessage
 from smsbridge.status import Status
 from smsbridge.testing import FakeServer
-from smsbridge.webhooks.request import WebhookRequest
 
 from .conftest import HOOK_SECRET, RECIPIENT
 

@@ -12,9 +12,9 @@ from smsbridge_ovh.testing import OvhFake
 
 from smsbridge.bridge import Bridge
 from smsbridge.errors import ConfigError, WebhookAuthError, WebhookParseError
+from smsbridge.http import WebhookRequest
 from smsbridge.message import OutgoingMessage
 from smsbridge.status import Status
-from smsbridge.webhooks.request import WebhookRequest
 
 MakePhone = Callable[..., OvhPhone]
 

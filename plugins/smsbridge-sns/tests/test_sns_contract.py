@@ -10,11 +10,11 @@ from smsbridge_sns import SnsPhone
 from smsbridge_sns.testing import MotoSnsServer, SnsSigner, delivery_log_entry
 
 from smsbridge.errors import AuthError, ProviderUnavailable, RateLimited, Rejected, SendError
+from smsbridge.http import WebhookRequest
 from smsbridge.message import SendResult
 from smsbridge.phone import Phone
 from smsbridge.status import Status
 from smsbridge.testing import PhoneContract
-from smsbridge.webhooks.request import WebhookRequest
 
 LOG_GROUP = "sns/us-east-1/123456789012/DirectPublishToPhoneNumber"
 

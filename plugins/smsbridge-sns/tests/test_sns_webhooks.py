@@ -17,8 +17,8 @@ from smsbridge.errors import (
     WebhookAuthError,
     WebhookParseError,
 )
+from smsbridge.http import WebhookRequest
 from smsbridge.testing import FakeServer
-from smsbridge.webhooks.request import WebhookRequest
 
 OPTS = {"region": "us-east-1", **FAKE_CREDENTIALS}
 

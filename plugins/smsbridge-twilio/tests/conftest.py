@@ -11,8 +11,8 @@ from smsbridge_twilio import TwilioPhone
 from smsbridge_twilio.testing import FakeTwilio
 
 from smsbridge.errors import WebhookError
+from smsbridge.http import WebhookRequest
 from smsbridge.testing import FakeServer
-from smsbridge.webhooks.request import WebhookRequest
 
 SENDER = "+15005550006"  # Twilio's "valid From" magic number
 

@@ -23,12 +23,12 @@ from smsbridge.errors import (
     SendError,
     UnsupportedFeature,
 )
+from smsbridge.http import WebhookRequest
 from smsbridge.message import OutgoingMessage
 from smsbridge.phone import Phone
 from smsbridge.registry import available, load_plugin
 from smsbridge.status import Status
 from smsbridge.testing import PhoneContract, free_port
-from smsbridge.webhooks.request import WebhookRequest
 
 SENDER = "+15005550006"
 TO = "+14155552671"

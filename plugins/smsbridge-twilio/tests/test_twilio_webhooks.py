@@ -14,9 +14,9 @@ from smsbridge_twilio import TwilioPhone
 from smsbridge_twilio.testing import FakeTwilio
 
 from smsbridge.errors import WebhookAuthError, WebhookParseError
+from smsbridge.http import WebhookRequest
 from smsbridge.message import OutgoingMessage
 from smsbridge.status import Status
-from smsbridge.webhooks.request import WebhookRequest
 
 TO = "+14155552671"
 SENDER = "+15005550006"

@@ -31,6 +31,7 @@ from smsbridge.errors import (
     SendError,
     WebhookParseError,
 )
+from smsbridge.http import WebhookRequest
 from smsbridge.message import Balance, IncomingMessage, StatusReport
 from smsbridge.numbers import country_alpha3, normalize, normalize_country
 from smsbridge.phone import (
@@ -41,7 +42,6 @@ from smsbridge.phone import (
     Submission,
 )
 from smsbridge.status import Status
-from smsbridge.webhooks.request import WebhookRequest
 
 from .admin import (
     Contract,
@@ -67,7 +67,7 @@ from .countries import SENDER_NUMBERS, country_for_sender
 from .errors import EXPIRED_TOKEN, parse_error, to_exception
 
 if TYPE_CHECKING:
-    from smsbridge.store.protocol import MessageStore
+    from smsbridge.cache import KeyValueCache
 
 __all__ = ["OrangeOptions", "OrangePhone", "SenderNameError"]
 __version__ = "0.1.0"
@@ -222,7 +222,7 @@ class OrangePhone(HttpPhone):
         if token_cache is None and opts.token_cache:
             self.token_cache = FileTokenCache(opts.token_cache_dir)
         # the user chose the cache (an object, token_cache: false, a directory): a
-        # bridge's message store does not replace it (see attach_store)
+        # bridge's message store does not replace it (see use_cache)
         self._token_cache_chosen = (
             token_cache is not None or not opts.token_cache or opts.token_cache_dir is not None
         )
@@ -252,14 +252,13 @@ class OrangePhone(HttpPhone):
         self.token_cache = cache
         self._token_cache_chosen = True
 
-    def attach_store(self, store: MessageStore) -> None:
-        """Keep tokens in the bridge's message store (when it is a key-value cache) instead
-        of a file, unless the user chose the cache: every process using the store then
-        shares one token."""
-        from smsbridge.store.protocol import KeyValueCache
-
-        if not self._token_cache_chosen and isinstance(store, KeyValueCache):
-            self.token_cache = StoreTokenCache(store)
+    def use_cache(self, cache: KeyValueCache) -> None:
+        """Keep tokens in the deployment's shared cache (the bridge's message store)
+        instead of a file, unless the user chose the cache: every process using the store
+        then shares one token."""
+        super().use_cache(cache)
+        if not self._token_cache_chosen:
+            self.token_cache = StoreTokenCache(cache)
 
     # ------------------------------------------------------------------ token & calls
     def token(self) -> Token:

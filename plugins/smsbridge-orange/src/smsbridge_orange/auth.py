@@ -9,7 +9,7 @@
   serverless functions). :class:`FileTokenCache` keeps one 0600 JSON file per
   credentials in the user cache directory (``platformdirs``); :class:`StoreTokenCache`
   keeps them in the message store's key-value cache (table ``smsbridge_cache``), which a
-  bridge with a store uses instead (see ``OrangePhone.attach_store``).
+  bridge with a store uses instead (see ``OrangePhone.use_cache``).
 
 Cache keys are salted SHA-256 digests of the token URL and credentials: neither the
 key nor a log line ever contains the secret.
@@ -35,7 +35,7 @@ import platformdirs
 from smsbridge.errors import AuthError, SmsBridgeError
 
 if TYPE_CHECKING:
-    from smsbridge.store.protocol import KeyValueCache
+    from smsbridge.cache import KeyValueCache
 
 __all__ = [
     "FileTokenCache",

@@ -42,8 +42,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import requests
 
+from smsbridge.http import WebhookRequest
 from smsbridge.testing import FakeServer
-from smsbridge.webhooks.request import WebhookRequest
 
 from .countries import country_for_sender
 

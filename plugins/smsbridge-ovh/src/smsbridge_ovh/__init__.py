@@ -33,11 +33,11 @@ from smsbridge.errors import (
     WebhookAuthError,
     WebhookParseError,
 )
+from smsbridge.http import WebhookRequest
 from smsbridge.message import Balance, IncomingMessage, StatusReport
 from smsbridge.numbers import normalize
 from smsbridge.phone import Phone, PhoneOptions, PreparedMessage, Submission
 from smsbridge.status import Status
-from smsbridge.webhooks.request import WebhookRequest
 
 from .codes import DLR_STATUS, PTT_STATUS, PTT_TEXT, map_error, ptt_status, to_int
 

@@ -33,7 +33,7 @@ from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from smsbridge.encoding import count_segments
-from smsbridge.webhooks.request import WebhookRequest
+from smsbridge.http import WebhookRequest
 
 __all__ = ["ERRORS", "OvhFake"]
 

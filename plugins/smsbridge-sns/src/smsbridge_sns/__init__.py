@@ -40,11 +40,11 @@ from smsbridge.errors import (
     UnsupportedFeature,
     WebhookError,
 )
+from smsbridge.http import WebhookRequest
 from smsbridge.message import IncomingMessage, StatusReport
 from smsbridge.numbers import normalize
 from smsbridge.phone import Phone, PhoneOptions, PreparedMessage, Submission
 from smsbridge.status import Status
-from smsbridge.webhooks.request import WebhookRequest
 
 from .errors import map_client_error
 from .payloads import find_log_entry, incoming_message, status_report

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from smsbridge.errors import WebhookAuthError, WebhookParseError
-from smsbridge.webhooks.request import WebhookRequest
+from smsbridge.http import WebhookRequest
 
 __all__ = [
     "CertificateCache",

@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from smsbridge.http import WebhookRequest
 from smsbridge.testing import free_port
-from smsbridge.webhooks.request import WebhookRequest
 
 from .signature import string_to_sign
 

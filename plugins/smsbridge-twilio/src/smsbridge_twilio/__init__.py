@@ -37,11 +37,11 @@ from smsbridge.errors import (
     WebhookAuthError,
     WebhookParseError,
 )
+from smsbridge.http import WebhookRequest
 from smsbridge.message import Balance, IncomingMessage, OutgoingMessage, StatusReport
 from smsbridge.numbers import normalize
 from smsbridge.phone import HttpPhone, PhoneOptions, PreparedMessage, Submission
 from smsbridge.status import Status
-from smsbridge.webhooks.request import WebhookRequest
 
 from ._http import FormParams, PhoneHttpClient
 from .options import TWILIO_API, TwilioOptions, sender_problem
