@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import StatementError
 
-from smsbridge.store import open_store
 from smsbridge.cache import KeyValueCache
+from smsbridge.store import open_store
 from smsbridge.store.protocol import MessageStore
 from smsbridge.store.schema import cache
 from smsbridge.store.sql import SqlStore

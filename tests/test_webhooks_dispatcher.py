@@ -13,10 +13,10 @@ import pytest
 
 import smsbridge
 from smsbridge.errors import WebhookAuthError, WebhookError, WebhookParseError
+from smsbridge.http import WebhookRequest
 from smsbridge.message import IncomingMessage, StatusReport
 from smsbridge.phones.dummy import DummyPhone
 from smsbridge.status import Status
-from smsbridge.http import WebhookRequest
 
 SECRET = "dispatch-secret-1"
 

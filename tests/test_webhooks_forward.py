@@ -16,6 +16,7 @@ import pytest
 import smsbridge
 from smsbridge.config import ForwardTarget
 from smsbridge.errors import WebhookAuthError
+from smsbridge.http import WebhookRequest
 from smsbridge.message import IncomingMessage, StatusReport
 from smsbridge.status import Status
 from smsbridge.testing import FakeServer, free_port
@@ -28,7 +29,6 @@ from smsbridge.webhooks.forward import (
     sign,
     verify_signature,
 )
-from smsbridge.http import WebhookRequest
 
 HOOK_SECRET = "hook-secret-1"
 FORWARD_SECRET = "forward-secret-XYZ"

@@ -15,10 +15,10 @@ import pytest
 
 import smsbridge
 from smsbridge.config import load_yaml, parse_config
+from smsbridge.http import WebhookRequest
 from smsbridge.message import StatusReport
 from smsbridge.phones.dummy import DummyPhone
 from smsbridge.status import Status
-from smsbridge.http import WebhookRequest
 
 SECRET = "framework-secret-1"
 YAML = f"""

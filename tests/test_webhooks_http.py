@@ -16,10 +16,10 @@ from werkzeug.test import Client
 
 import smsbridge
 from smsbridge.config import load_yaml, parse_config
+from smsbridge.http import WebhookRequest
 from smsbridge.message import IncomingMessage, StatusReport
 from smsbridge.phones.dummy import DummyPhone
 from smsbridge.status import Status
-from smsbridge.http import WebhookRequest
 
 SECRET = "s3cret-token-1"
 PEER = "203.0.113.9"
