@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
@@ -307,6 +309,7 @@ def test_invalid_numbers_from_twilio(
     with pytest.raises(expected) as info:
         make_phone().send(msg(to=to, sender=sender))
     assert f"Twilio error {code}" in str(info.value)
+    assert info.value.provider_code == str(code)
     assert len(fake_twilio.requests) == 1  # never retried
     if isinstance(info.value, InvalidRecipient):
         assert info.value.recipient == to
@@ -365,6 +368,37 @@ def test_rate_limited_exhausted(make_phone: MakePhone, fake_twilio: FakeTwilio) 
         make_phone(retries=2).send(msg())
     assert info.value.retry_after == 1.5 and info.value.retryable
     assert len(fake_twilio.requests) == 3
+
+
+def test_rate_limited_retry_after_as_http_date(
+    make_phone: MakePhone, fake_twilio: FakeTwilio
+) -> None:
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    fake_twilio.fail_next(20429, status=429, headers={"Retry-After": later})
+    with pytest.raises(RateLimited) as info:
+        make_phone(retries=0).send(msg())
+    assert info.value.retry_after is not None and 20 < info.value.retry_after <= 30
+
+
+def test_error_raw_and_text_are_redacted(make_phone: MakePhone, fake_twilio: FakeTwilio) -> None:
+    token = fake_twilio.auth_token
+    fake_twilio.fail_next(20005, status=401, message=f"Account of token {token} not active")
+    with pytest.raises(AuthError) as info:
+        make_phone().send(msg())
+    raw = info.value.raw
+    assert raw == {
+        "status": 401,
+        "code": 20005,
+        "message": "Twilio: Account of token *** not active",
+    }
+    assert token not in str(info.value)
+
+
+def test_403_without_code_is_an_auth_error(make_phone: MakePhone, fake_twilio: FakeTwilio) -> None:
+    fake_twilio.fail_next(status=403, body="{}")
+    with pytest.raises(AuthError) as info:
+        make_phone().send(msg())
+    assert info.value.provider_code == "403" and "HTTP 403" in str(info.value)
 
 
 def test_rfc9457_service_error_mapped_by_code(

@@ -65,6 +65,14 @@ class TwilioOptions(PhoneOptions):
     )
     base_url: str = Field(default=TWILIO_API, description="API host (tests, proxies).")
 
+    def credentials(self) -> tuple[str, str]:
+        """The API's Basic auth: the API key and its secret, else the account SID and token."""
+        if self.api_key is not None and self.api_secret is not None:
+            return self.api_key, self.api_secret.get_secret_value()
+        # _credentials guarantees an auth token here
+        token = self.auth_token.get_secret_value() if self.auth_token else ""
+        return self.account_sid, token
+
     @field_validator("from_")
     @classmethod
     def _sender(cls, value: str | None) -> str | None:

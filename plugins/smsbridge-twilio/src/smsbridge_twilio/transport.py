@@ -1,31 +1,25 @@
-"""The twilio SDK's HTTP seam, sending through the phone's ``requests`` session."""
+"""The twilio SDK's client, its HTTP going through the phone's ``requests`` session."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from twilio.http import HttpClient
 from twilio.http.response import Response
+from twilio.rest import Client
 
+from smsbridge.http import parse_retry_after
 from smsbridge.phone import HttpPhone
 
+from .options import TWILIO_API, TwilioOptions
+
+__all__ = ["PhoneHttpClient", "build_client"]
+
 log = logging.getLogger("smsbridge.twilio")
-
-
-class FormParams(dict[str, str]):
-    """Form fields with every value of repeated names, as RequestValidator wants them."""
-
-    def __init__(self, lists: Mapping[str, list[str]]) -> None:
-        super().__init__({k: v[0] for k, v in lists.items()})
-        self._lists = lists
-
-    def getlist(self, name: str) -> list[str]:
-        return list(self._lists.get(name, []))
 
 
 class PhoneHttpClient(HttpClient):  # type: ignore[misc]  # twilio ships no types
@@ -69,9 +63,28 @@ class PhoneHttpClient(HttpClient):  # type: ignore[misc]  # twilio ships no type
         """The last response this thread got (raw body, Retry-After)."""
         return getattr(self._local, "last", None)
 
+    def retry_after(self) -> float | None:
+        """Seconds the last response asked to wait (``Retry-After``), or None."""
+        resp = self.last_response
+        if resp is None:
+            return None
+        return parse_retry_after((resp.headers or {}).get("Retry-After"))
+
     def last_json(self) -> Any:
+        """The last response's body parsed as JSON (None when it is not JSON)."""
         resp = self.last_response
         try:
             return json.loads(resp.text) if resp is not None else None
         except ValueError:
             return None
+
+
+def build_client(options: TwilioOptions, http_client: PhoneHttpClient) -> Client:
+    """The SDK client for ``options`` (API key or auth token), sending through ``http_client``."""
+    username, password = options.credentials()
+    client = Client(username, password, options.account_sid, http_client=http_client)
+    if options.base_url != TWILIO_API:
+        # A custom host wins over TWILIO_EDGE / TWILIO_REGION host rewriting.
+        client.edge = client.region = None
+        client.api.base_url = options.base_url
+    return client
