@@ -204,8 +204,9 @@ def test_invalid_parameter_on_number_is_invalid_recipient() -> None:
         f"Invalid parameter: PhoneNumber Reason: {TO} is not valid to publish to",
         400,
     )
-    with pytest.raises(InvalidRecipient, match="is not valid to publish"):
+    with pytest.raises(InvalidRecipient, match="is not valid to publish") as info:
         phone.send(msg())
+    assert info.value.provider_code == "InvalidParameter"
 
 
 def test_throttling_is_retried_honouring_retry_after() -> None:
@@ -243,6 +244,38 @@ def test_rate_limited_carries_retry_after() -> None:
     assert info.value.retry_after == 7.0 and info.value.retryable
 
 
+def test_retry_after_http_date_is_honoured() -> None:
+    phone, stub = stubbed(retries=0)
+    stub.add_client_error(
+        "publish",
+        "Throttling",
+        "Rate exceeded",
+        400,
+        response_meta={"HTTPHeaders": {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}},
+    )
+    with pytest.raises(RateLimited) as info:
+        phone.send(msg())
+    assert info.value.retry_after == 0.0  # a date in the past: retry now
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(401, AuthError), (403, AuthError), (429, RateLimited)]
+)
+def test_unknown_code_falls_back_on_http_status(status: int, error: type[Exception]) -> None:
+    phone, stub = stubbed(retries=0)
+    stub.add_client_error("publish", "SomethingNew", "new refusal", status)
+    with pytest.raises(error) as info:
+        phone.send(msg())
+    assert getattr(info.value, "provider_code", None) == "SomethingNew"
+
+
+def test_error_table_is_the_phone_table() -> None:
+    from smsbridge_sns.errors import ERROR_CODES
+
+    assert SnsPhone.ERROR_CODES is ERROR_CODES
+    assert ERROR_CODES["Throttling"] is RateLimited
+
+
 def test_opt_out_check_errors_are_mapped() -> None:
     phone, stub = stubbed(retries=0, check_opt_out=True)
     stub.add_client_error(
@@ -260,7 +293,7 @@ def test_opt_out_message_in_error_marks_opt_out() -> None:
     )
     with pytest.raises(Rejected) as info:
         phone.send(msg())
-    assert info.value.opt_out
+    assert info.value.opt_out and info.value.provider_code == "InvalidParameter"
 
 
 def test_check_maps_auth_error() -> None:

@@ -249,6 +249,18 @@ def test_bad_two_way_payload_is_parse_error(signer: SnsSigner, message: str) -> 
         phone.parse_inbound(request)
 
 
+def test_inbound_numbers_are_normalised(signer: SnsSigner) -> None:
+    request = signer.inbound_request("33612345678", "hi", recipient="12345")
+    [incoming] = phone_for(signer).parse_inbound(request)
+    assert incoming.sender == "+33612345678" and incoming.recipient == "12345"
+
+
+@pytest.mark.parametrize("sender", ["hello", "12345", "+33 6 12 34 56 7x"])
+def test_inbound_sender_must_be_a_number(signer: SnsSigner, sender: str) -> None:
+    with pytest.raises(WebhookParseError, match="not a phone number"):
+        phone_for(signer).parse_inbound(signer.inbound_request(sender, "hi"))
+
+
 def test_parse_refuses_non_notification(signer: SnsSigner) -> None:
     with pytest.raises(WebhookParseError):
         phone_for(signer).parse_inbound(signer.request(signer.subscription_confirmation()))

@@ -1,23 +1,34 @@
-"""botocore ``ClientError`` codes → the smsbridge error tree (one table)."""
+"""botocore failures → the smsbridge error tree: the AWS error-code table and the calls.
+
+AWS error codes go through :data:`ERROR_CODES` with the base's
+:meth:`~smsbridge.phone.Phone.provider_error` (codes not listed fall back on the HTTP
+status). Two refusals are recognised by their text, whatever their code: a number that
+opted out (:class:`Rejected` with ``opt_out``) and an ``InvalidParameter`` about the phone
+number (:class:`InvalidRecipient`). ``provider_code`` is always AWS's code.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
+import botocore.exceptions as bexc  # type: ignore[import-untyped,unused-ignore]
 
 from smsbridge.errors import (
+    AmbiguousSend,
     AuthError,
     InvalidRecipient,
     ProviderUnavailable,
     RateLimited,
     Rejected,
-    SendError,
+    SmsBridgeError,
 )
+from smsbridge.http import parse_retry_after
+from smsbridge.phone import ErrorRule, Phone
 
-__all__ = ["ERROR_CODES", "map_client_error"]
+__all__ = ["ERROR_CODES", "call_aws", "map_client_error"]
 
-ERROR_CODES: dict[str, type[SendError]] = {
+ERROR_CODES: Mapping[str, ErrorRule] = {
     # credentials and permissions
     "AuthorizationError": AuthError,
     "AccessDenied": AuthError,
@@ -47,44 +58,69 @@ ERROR_CODES: dict[str, type[SendError]] = {
     "InvalidParameterValue": Rejected,
     "ValidationError": Rejected,
     "ValidationException": Rejected,
-    "OptedOut": Rejected,
+    "OptedOut": (Rejected, {"opt_out": True}),
     "EndpointDisabled": Rejected,
     "NotFound": Rejected,
 }
 
-_NUMBER_HINTS = ("phonenumber", "phone number", "e164", "e.164")
+NUMBER_CODES = ("InvalidParameter", "InvalidParameterValue")
+NUMBER_HINTS = ("phonenumber", "phone number", "e164", "e.164")
 
 
-def map_client_error(exc: ClientError, phone: str, operation: str) -> Exception:
-    """The smsbridge error for an AWS error answer (never carries a credential)."""
+def map_client_error(exc: bexc.ClientError, phone: Phone, operation: str) -> SmsBridgeError:
+    """The smsbridge error for an AWS error answer (redacted: never carries a credential)."""
     error: dict[str, Any] = exc.response.get("Error", {}) or {}
     meta: dict[str, Any] = exc.response.get("ResponseMetadata", {}) or {}
     code = str(error.get("Code") or "Unknown")
-    text = str(error.get("Message") or code)
+    text = phone.redact(str(error.get("Message") or code))
     http = int(meta.get("HTTPStatusCode") or 0)
     raw = {"code": code, "message": text, "http_status": http, "operation": operation}
     message = f"AWS {operation} refused: {text}"
     lowered = text.lower()
-
-    if code == "OptedOut" or "opted out" in lowered:
-        return Rejected(message, opt_out=True, phone=phone, provider_code=code, raw=raw)
-    if code in ("InvalidParameter", "InvalidParameterValue") and any(
-        hint in lowered for hint in _NUMBER_HINTS
-    ):
-        return InvalidRecipient(f"AWS SNS refused the number: {text} ({code})")
-    cls = ERROR_CODES.get(code)
-    if cls is None:
-        cls = ProviderUnavailable if http >= 500 else SendError
-    if cls is RateLimited:
-        return RateLimited(
-            message, retry_after=_retry_after(meta), phone=phone, provider_code=code, raw=raw
-        )
-    return cls(message, phone=phone, provider_code=code, raw=raw)
-
-
-def _retry_after(meta: dict[str, Any]) -> float | None:
+    if code != "OptedOut" and "opted out" in lowered:
+        return Rejected(message, opt_out=True, phone=phone.name, provider_code=code, raw=raw)
+    if code in NUMBER_CODES and any(hint in lowered for hint in NUMBER_HINTS):
+        return InvalidRecipient(f"AWS SNS refused the number: {text} ({code})", provider_code=code)
     headers = {str(k).lower(): v for k, v in (meta.get("HTTPHeaders") or {}).items()}
+    return phone.provider_error(
+        message,
+        code=code,
+        http_status=http or None,
+        retry_after=parse_retry_after(headers.get("retry-after")),
+        raw=raw,
+    )
+
+
+def call_aws(
+    phone: Phone, client: Any, operation: str, *, sends: bool = False, **params: Any
+) -> Any:
+    """``client.<operation>(**params)``; every botocore failure becomes a smsbridge error.
+
+    ``sends``: the call hands over a message, so no answer once the request went out is
+    :class:`AmbiguousSend` (never retried) rather than :class:`ProviderUnavailable`.
+    """
     try:
-        return float(headers["retry-after"])
-    except (KeyError, TypeError, ValueError):
-        return None
+        return getattr(client, operation)(**params)
+    except bexc.ClientError as exc:
+        raise map_client_error(exc, phone, operation) from None
+    except (bexc.NoCredentialsError, bexc.PartialCredentialsError) as exc:
+        raise AuthError(
+            f"AWS credentials missing: {type(exc).__name__}", phone=phone.name
+        ) from None
+    except (bexc.CredentialRetrievalError, bexc.NoAuthTokenError, bexc.TokenRetrievalError):
+        raise AuthError("AWS credentials could not be retrieved", phone=phone.name) from None
+    except (bexc.EndpointConnectionError, bexc.ConnectTimeoutError) as exc:
+        # Nothing reached AWS (covers SSL and proxy failures too).
+        raise ProviderUnavailable(
+            f"cannot reach AWS {operation}: {type(exc).__name__}", phone=phone.name
+        ) from None
+    except (bexc.ReadTimeoutError, bexc.ConnectionClosedError, bexc.HTTPClientError) as exc:
+        if sends:
+            raise AmbiguousSend(
+                f"no answer to {operation} after the request was sent "
+                f"({type(exc).__name__}); the message may or may not have gone out",
+                phone=phone.name,
+            ) from None
+        raise ProviderUnavailable(
+            f"AWS {operation} did not answer: {type(exc).__name__}", phone=phone.name
+        ) from None

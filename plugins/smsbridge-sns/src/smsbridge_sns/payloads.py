@@ -8,12 +8,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from smsbridge.errors import InvalidRecipient, SendError, WebhookParseError
+from smsbridge.errors import SendError, WebhookParseError
 from smsbridge.message import IncomingMessage, StatusReport
-from smsbridge.numbers import normalize
+from smsbridge.numbers import lenient_number
+from smsbridge.phone import Phone
 from smsbridge.status import Status
 
-__all__ = ["find_log_entry", "incoming_message", "status_report"]
+__all__ = ["find_log_entry", "incoming_message", "sender_number", "status_report"]
 
 E164_LOOSE = re.compile(r"^\+[1-9]\d{5,14}$")
 
@@ -53,26 +54,19 @@ def find_log_entry(
         params["nextToken"] = token
 
 
-def status_report(
-    phone: str,
-    provider_id: str,
-    entry: dict[str, Any],
-    map_status: Callable[[object], Status],
-    now: datetime,
-) -> StatusReport:
+def status_report(phone: Phone, provider_id: str, entry: dict[str, Any]) -> StatusReport:
+    """A delivery-status log entry → the phone's :class:`StatusReport` (``raw``: the entry)."""
     raw_status = str(entry.get("status") or "")
-    status = map_status(raw_status)
+    status = phone.map_status(raw_status)
     found = entry.get("delivery")
     delivery: dict[str, Any] = found if isinstance(found, dict) else {}
-    response = delivery.get("providerResponse")
-    return StatusReport(
-        provider_id=provider_id,
-        phone=phone,
+    return phone.report(
+        provider_id,
+        raw_status,
         status=status,
-        raw_status=raw_status,
-        error_message=str(response) if response and status is Status.failed else None,
+        error_message=delivery.get("providerResponse") if status is Status.failed else None,
         # Logs say "2016-06-28 00:40:34.558": UTC without a zone.
-        at=iso_time(dig(entry, "notification", "timestamp")) or now,
+        at=iso_time(dig(entry, "notification", "timestamp")),
         raw=entry,
         recipient=delivery.get("destination"),
     )
@@ -90,8 +84,8 @@ def incoming_message(phone: str, envelope: Any, now: datetime) -> IncomingMessag
         raise WebhookParseError("two-way SMS payload lacks originationNumber")
     return IncomingMessage(
         phone=phone,
-        sender=number(str(sms["originationNumber"]), strict=True) or "",
-        recipient=number(str(sms.get("destinationNumber") or ""), strict=False),
+        sender=sender_number(sms["originationNumber"]),
+        recipient=lenient_number(sms.get("destinationNumber")),
         body=str(sms.get("messageBody") or ""),
         received_at=iso_time(envelope.get("Timestamp")) or now,
         provider_id=sms.get("inboundMessageId") or envelope.get("MessageId"),
@@ -107,17 +101,15 @@ def dig(data: Any, *keys: str) -> Any:
     return data
 
 
-def number(value: str, *, strict: bool) -> str | None:
-    if not value:
-        if strict:
-            raise WebhookParseError("missing phone number")
-        return None
-    try:
-        return normalize(value if value.startswith("+") else "+" + value)
-    except InvalidRecipient:
-        if E164_LOOSE.match(value) or not strict:
-            return value  # short codes, new ranges: keep what AWS said
-        raise WebhookParseError(f"not a phone number: {value!r}") from None
+def sender_number(value: Any) -> str:
+    """The sender of an inbound SMS: E.164, or a ``+`` and digits AWS sent as is (short codes,
+    new ranges); anything else is :class:`WebhookParseError`."""
+    sender = lenient_number(value)
+    if sender is None:
+        raise WebhookParseError("missing phone number")
+    if not E164_LOOSE.match(sender):
+        raise WebhookParseError(f"not a phone number: {value!r}")
+    return sender
 
 
 def iso_time(value: Any) -> datetime | None:
