@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 from smsbridge_ovh import OvhPhone
@@ -166,6 +168,14 @@ def test_rate_limited_honours_retry_after(fake: OvhFake, make_phone: MakePhone) 
     with pytest.raises(RateLimited) as info:
         make_phone().send(msg())
     assert info.value.retry_after == 3.0 and info.value.retryable
+
+
+def test_rate_limited_reads_an_http_date_retry_after(fake: OvhFake, make_phone: MakePhone) -> None:
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
+    fake.fail_next(429, {"message": "Too many requests"}, {"Retry-After": later})
+    with pytest.raises(RateLimited) as info:
+        make_phone().send(msg())
+    assert info.value.retry_after is not None and 50 < info.value.retry_after <= 60
 
 
 def test_unavailable_is_retried_then_sent(fake: OvhFake, make_phone: MakePhone) -> None:

@@ -7,10 +7,11 @@ the ``ovh`` SDK's exception mapping (``Client.call``), and DESIGN §4 / §5.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import requests
-from ovh import exceptions as ox  # type: ignore[import-untyped]
+from ovh import exceptions as ox
 
 from smsbridge.errors import (
     AmbiguousSend,
@@ -18,15 +19,27 @@ from smsbridge.errors import (
     InsufficientCredit,
     InvalidRecipient,
     InvalidSender,
-    MessageError,
     ProviderUnavailable,
-    RateLimited,
     Rejected,
     SendError,
+    SmsBridgeError,
 )
-from smsbridge.status import Status
+from smsbridge.http import parse_retry_after
+from smsbridge.phone import ErrorRule, Phone
+from smsbridge.status import Status, map_status
 
-__all__ = ["DLR_STATUS", "PTT_STATUS", "PTT_TEXT", "map_error", "ptt_status", "to_int"]
+__all__ = [
+    "DLR_STATUS",
+    "ERROR_CODES",
+    "PTT_STATUS",
+    "PTT_TEXT",
+    "STATUS_MAP",
+    "Delivery",
+    "delivery",
+    "map_error",
+    "ptt_status",
+    "to_int",
+]
 
 # DLR ids (``dlr`` / ``description``) and ptt codes, per DESIGN §4 / provider-apis §2.4, §5.
 DLR_STATUS = {
@@ -72,8 +85,13 @@ PTT_STATUS = {
 }
 PTT_STATUS.update({code: Status.failed for code in PTT_TEXT if code >= 20})
 
-_AUTH_EXC = (ox.InvalidKey, ox.InvalidCredential, ox.NotCredential, ox.NotGrantedCall, ox.Forbidden)
-_AUTH_CODES = {
+#: ``raw_status`` keys: ``dlr:<id>`` and ``ptt:<code>``.
+STATUS_MAP: Mapping[str, Status] = {
+    **{f"dlr:{k}": v for k, v in DLR_STATUS.items()},
+    **{f"ptt:{k}": v for k, v in PTT_STATUS.items()},
+}
+
+AUTH_CODES = (
     "INVALID_SIGNATURE",
     "QUERY_TIME_OUT",
     "INVALID_KEY",
@@ -82,7 +100,21 @@ _AUTH_CODES = {
     "NOT_GRANTED_CALL",
     "FORBIDDEN",
     "NOT_AUTHENTICATED",
+)
+#: OVH's ``errorCode`` → error, else the HTTP status (as the SDK's exception classes
+#: tell them apart); other 401/403 → AuthError, 429 → RateLimited, 5xx →
+#: ProviderUnavailable (the base's fallbacks). ``provider_code`` stays OVH's
+#: ``errorCode`` or ``class`` (``Client::BadRequest``...).
+ERROR_CODES: Mapping[Any, ErrorRule] = {
+    **dict.fromkeys(AUTH_CODES, AuthError),
+    400: Rejected,  # an InvalidSender/InvalidRecipient when about the sender/receiver
+    402: InsufficientCredit,  # also any answer about credits (see map_error)
+    404: AuthError,  # the service: a wrong service_name, or no rights on it
+    409: Rejected,
+    460: InsufficientCredit,  # the service expired
 }
+AUTH_EXC = (ox.InvalidKey, ox.InvalidCredential, ox.NotCredential, ox.NotGrantedCall, ox.Forbidden)
+CREDITS_RE = re.compile(r"\bcredits?\b", re.IGNORECASE)
 
 
 def to_int(value: Any) -> int | None:
@@ -99,22 +131,91 @@ def ptt_status(ptt: Any) -> Status:
     return PTT_STATUS.get(code, Status.failed if code >= 20 else Status.unknown)
 
 
-def map_error(exc: Any, *, phone: str, service: str, sending: bool) -> SendError | MessageError:
-    """The smsbridge error for an ``ovh`` SDK exception (``sending``: during a POST)."""
+class Delivery(NamedTuple):
+    """What a DLR id and a ptt code say together (a StatusReport's fields)."""
+
+    status: Status
+    raw_status: str
+    error_code: str | None
+    error_message: str | None
+
+
+def delivery(dlr: Any, ptt: Any, text: str | None = None) -> Delivery:
+    """A final state wins (the DLR id first), else the more advanced one. ``text``:
+    OVH's ``descriptionDlr``, else the ptt meaning, for failures."""
+    parts = [f"{k}:{v}" for k, v in (("dlr", dlr), ("ptt", ptt)) if v not in (None, "")]
+    by_dlr = map_status(STATUS_MAP, parts[0]) if dlr not in (None, "") else Status.unknown
+    by_ptt = ptt_status(ptt)
+    finals = [s for s in (by_dlr, by_ptt) if s.is_final]
+    status = finals[0] if finals else max(by_dlr, by_ptt, key=lambda s: s.rank)
+    code = message = None
+    if status is Status.failed:
+        code = f"ptt:{ptt}" if by_ptt is Status.failed else parts[0]
+        message = text or (PTT_TEXT.get(to_int(ptt) or -1) if ptt is not None else None)
+    return Delivery(status, ",".join(parts), code, message)
+
+
+def map_error(phone: Phone, exc: Any, *, service: str, sending: bool) -> SmsBridgeError:
+    """The smsbridge error for an ``ovh`` SDK exception (``sending``: during a POST).
+
+    OVH's answers go through ``phone.provider_error`` (:data:`ERROR_CODES`); answers
+    about credits, senders and receivers are told by their wording.
+    """
     response = getattr(exc, "response", None)
-    status = response.status_code if response is not None else None
     try:
         body = response.json() if response is not None else {}
     except ValueError:
         body = {}
     body = body if isinstance(body, dict) else {}
+    status = response.status_code if response is not None else None
     code = body.get("errorCode") or body.get("class") or status
-    text = str(body.get("message") or (exc.args[0] if exc.args else type(exc).__name__))
+    message = str(body.get("message") or (exc.args[0] if exc.args else type(exc).__name__))
     raw = {"http_status": status, "body": body, "query_id": getattr(exc, "query_id", None)}
-    kw: dict[str, Any] = {"phone": phone, "provider_code": code, "raw": raw}
-    low = text.lower()
+    if response is None:
+        return _no_answer(phone, exc, message, sending=sending, raw=raw)
+    low = message.lower()
+    if status in (402, 460) or CREDITS_RE.search(message):  # no credits, service expired
+        key: Any = status if status in (402, 460) else 402
+    else:
+        key = code if code in ERROR_CODES else status
+    if ERROR_CODES.get(key) is Rejected:  # 400, 409: the SDK's BadParameters, Conflict
+        for word, kind in (("sender", InvalidSender), ("receiver", InvalidRecipient)):
+            if word in low:
+                return kind(phone.redact(f"OVH refused the {word}: {message}"), provider_code=code)
+    hint = f" (check service_name {service!r} and the key's rights)" if status == 404 else ""
+    error = phone.provider_error(
+        f"OVH ({status}): {message}{hint}",
+        code=key,
+        http_status=status,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        raw=raw,
+    )
+    if key != code and isinstance(error, SendError):  # the wording or the status told
+        error.provider_code = str(code)
+    return error
+
+
+def _no_answer(
+    phone: Phone, exc: Any, message: str, *, sending: bool, raw: dict[str, Any]
+) -> SendError:
+    """No answer from OVH: the network failed, the body was unreadable, or the SDK
+    refused to sign (an empty key)."""
+    kw: dict[str, Any] = {"phone": phone.name, "raw": raw}
     if isinstance(exc, ox.HTTPError):
-        return _network_error(exc, sending, kw)
+        cause = exc.args[1] if len(exc.args) > 1 else None
+        name = type(cause).__name__ if cause is not None else "network error"
+        after_send = isinstance(cause, requests.ReadTimeout) or (
+            isinstance(cause, requests.ConnectionError)
+            and not isinstance(cause, requests.ConnectTimeout)
+            and "aborted" in str(cause).lower()
+        )
+        if sending and after_send:
+            return AmbiguousSend(
+                f"no answer from OVH after the send was posted ({name}); the "
+                "SMS may or may not have gone out",
+                **kw,
+            )
+        return ProviderUnavailable(f"cannot reach OVH ({name})", **kw)
     if isinstance(exc, ox.InvalidResponse):
         if sending:
             return AmbiguousSend(
@@ -123,48 +224,6 @@ def map_error(exc: Any, *, phone: str, service: str, sending: bool) -> SendError
                 **kw,
             )
         return ProviderUnavailable("OVH answered with an unreadable body", **kw)
-    if re.search(r"\bcredits?\b", low) or status == 402:
-        return InsufficientCredit(f"OVH: not enough SMS credits ({text})", **kw)
-    if isinstance(exc, ox.ResourceExpiredError):
-        return InsufficientCredit(f"OVH service expired: {text}", **kw)
-    if isinstance(exc, _AUTH_EXC) or status in (401, 403) or code in _AUTH_CODES:
-        return AuthError(f"OVH refused the credentials: {text}", **kw)
-    if isinstance(exc, ox.ResourceNotFoundError):
-        return AuthError(
-            f"OVH: {text} (check service_name {service!r} and the key's rights)",
-            **kw,
-        )
-    if status == 429:
-        after = response.headers.get("Retry-After") if response is not None else None
-        return RateLimited(
-            f"OVH rate limit: {text}",
-            **kw,
-            retry_after=float(after) if after and after.isdigit() else None,
-        )
-    if status is not None and status >= 500:
-        return ProviderUnavailable(f"OVH failed ({status}): {text}", **kw)
-    if isinstance(exc, (ox.BadParametersError, ox.ResourceConflictError)):
-        if "sender" in low:
-            return InvalidSender(f"OVH refused the sender: {text}")
-        if "receiver" in low:
-            return InvalidRecipient(f"OVH refused the receiver: {text}")
-        return Rejected(f"OVH refused the message: {text}", **kw)
-    return SendError(f"OVH error ({status}): {text}", **kw)
-
-
-def _network_error(exc: Any, sending: bool, kw: dict[str, Any]) -> SendError:
-    cause = exc.args[1] if len(exc.args) > 1 else None
-    kw["provider_code"] = None
-    name = type(cause).__name__ if cause is not None else "network error"
-    after_send = isinstance(cause, requests.ReadTimeout) or (
-        isinstance(cause, requests.ConnectionError)
-        and not isinstance(cause, requests.ConnectTimeout)
-        and "aborted" in str(cause).lower()
-    )
-    if sending and after_send:
-        return AmbiguousSend(
-            f"no answer from OVH after the send was posted ({name}); the "
-            "SMS may or may not have gone out",
-            **kw,
-        )
-    return ProviderUnavailable(f"cannot reach OVH ({name})", **kw)
+    if isinstance(exc, AUTH_EXC):
+        return AuthError(phone.redact(f"OVH refused the credentials: {message}"), **kw)
+    return SendError(phone.redact(f"OVH error: {message}"), **kw)
