@@ -1,11 +1,10 @@
 """The :class:`Bridge`: the object users hold.
 
-It owns the phones built from the config, the router, the optional message store and
-the user's callbacks, and drives the send lifecycle across phones (failover)::
-
-    normalise the number → idempotency check (store) → record ``pending`` (store)
-    → route → for each phone: Phone.deliver (validation, rate limit, retries)
-    → on a phone-level failure, fail over to the next phone → record the outcome
+A facade over the layers below: the phones built from the config, the router, the send
+pipeline (:mod:`smsbridge.pipeline`: plan, deliver with failover, record), the optional
+message store and outbox, the webhook dispatcher, and the user's callbacks. It holds no
+send logic of its own: ``send()``, ``send_many()``, the worker and the Celery task all
+go through ``bridge.pipeline``.
 """
 
 from __future__ import annotations
@@ -20,42 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 from . import keywords as _keywords
 from . import optouts as _optouts
+from . import outbox as _outbox
 from . import templates as _templates
 from . import verification as _verification
 from .cache import KeyValueCache
 from .capabilities import Capabilities
 from .config import Config, load_config, validate_options
-from .encoding import count_segments
-from .errors import (
-    AmbiguousSend,
-    AuthError,
-    ConfigError,
-    InsufficientCredit,
-    MessageError,
-    ProviderUnavailable,
-    RateLimited,
-    Rejected,
-    RoutingError,
-    SendError,
-    SmsBridgeError,
-    UnsupportedFeature,
-)
+from .errors import ConfigError, MessageError, SendError, SmsBridgeError, UnsupportedFeature
 from .http import WebhookRequest, WebhookResponse
-from .message import (
-    Attempt,
-    Balance,
-    IncomingMessage,
-    OutgoingMessage,
-    SendResult,
-    StatusReport,
-    new_id,
-)
-from .numbers import normalize
+from .message import Balance, IncomingMessage, OutgoingMessage, SendResult, StatusReport
 from .phone import Phone, PhoneOptions
+from .pipeline import Plan, SendPipeline, failure_result
 from .registry import load_plugin
-from .router import RouteDecision, Router
-from .status import Status
-from .webhooks.dispatcher import Dispatcher
+from .router import Router
+from .webhooks.dispatcher import Callbacks, Dispatcher
 
 if TYPE_CHECKING:
     from .keywords import KeywordRouter
@@ -69,7 +46,7 @@ __all__ = ["Bridge", "load"]
 log = logging.getLogger("smsbridge")
 
 StatusCallback = Callable[[StatusReport], Any]
-_LaneItem = tuple[int, OutgoingMessage, RouteDecision]
+_LaneItem = tuple[int, OutgoingMessage, Plan]
 ReceiveCallback = Callable[[IncomingMessage], Any]
 
 
@@ -93,11 +70,21 @@ class Bridge:
         self.config = config or Config(phones={})
         self._phones: dict[str, Phone] = dict(phones)
         self.router = Router(self.config.routes, self._phones)
-        self.store: MessageStore | None = store
+        self._store: MessageStore | None = store
         self.lane_workers = max(1, lane_workers)
-        self._status_callbacks: list[StatusCallback] = []
-        self._receive_callbacks: list[ReceiveCallback] = []
-        self.dispatcher = Dispatcher(self)
+        #: THE send pipeline (plan, deliver with failover, record): every send goes here.
+        self.pipeline = SendPipeline(
+            self._phones, self.router, store=store, default_region=self.config.default_region
+        )
+        #: The user's status and receive callbacks (``on_status``/``on_receive``).
+        self.callbacks = Callbacks()
+        self.dispatcher = Dispatcher(
+            self._phones,
+            store=store,
+            settings=self.config.webhooks,
+            callbacks=self.callbacks,
+            replier=self,
+        )
         # Called with (message ids, outbox entries) after enqueue() committed them
         # (smsbridge.celery.install registers its dispatcher here).
         self.enqueue_hooks: list[Callable[[Sequence[str], Sequence[Any]], None]] = []
@@ -105,7 +92,7 @@ class Bridge:
         # the verification-code Verifier is created on first use.
         self.templates: TemplateLibrary | None = None
         self.keywords: KeywordRouter | None = None
-        self.optouts: OptOutList | None = None
+        self._optouts: OptOutList | None = None
         self.verifier: Verifier | None = None
         _templates.install(self, getattr(self.config, "templates", None))
         _optouts.install(self)  # STOP/START handlers first
@@ -144,12 +131,33 @@ class Bridge:
         return dict(self._phones)
 
     def phone(self, name: str) -> Phone:
-        try:
-            return self._phones[name]
-        except KeyError:
-            raise RoutingError(
-                f"unknown phone '{name}' (phones: {', '.join(self._phones)})"
-            ) from None
+        """The phone named ``name`` (:class:`RoutingError` when there is none)."""
+        return self.pipeline.phone(name)
+
+    @property
+    def store(self) -> MessageStore | None:
+        """The message store (None without persistence). Setting it hands it to the
+        pipeline and the webhook dispatcher too."""
+        return self._store
+
+    @store.setter
+    def store(self, value: MessageStore | None) -> None:
+        self._store = self.pipeline.store = self.dispatcher.store = value
+
+    @property
+    def optouts(self) -> OptOutList | None:
+        """The STOP list (:mod:`smsbridge.optouts`); setting it makes it a guard of the
+        send pipeline (refusing opted-out numbers, learning providers' opt-out errors)."""
+        return self._optouts
+
+    @optouts.setter
+    def optouts(self, value: OptOutList | None) -> None:
+        guards = self.pipeline.guards
+        if self._optouts is not None and self._optouts in guards:
+            guards.remove(self._optouts)
+        self._optouts = value
+        if value is not None:
+            guards.insert(0, value)
 
     def capabilities(self) -> dict[str, Capabilities]:
         return {name: phone.caps for name, phone in self._phones.items()}
@@ -157,7 +165,7 @@ class Bridge:
     # ------------------------------------------------------------------ callbacks
     def on_status(self, callback: StatusCallback) -> StatusCallback:
         """Call ``callback(StatusReport)`` for every delivery report (usable as a decorator)."""
-        self._status_callbacks.append(callback)
+        self.callbacks.status.append(callback)
         return callback
 
     def on_receive(
@@ -169,7 +177,7 @@ class Bridge:
             return lambda fn: self.on_receive(fn, match=match)
         if match is not None:
             return _keywords.on_match(self, match, callback)
-        self._receive_callbacks.append(callback)
+        self.callbacks.receive.append(callback)
         return callback
 
     def on_keyword(
@@ -213,26 +221,16 @@ class Bridge:
         """Store an inbound message and call the receive callbacks; False if duplicate."""
         return self.dispatcher.dispatch_incoming(message)
 
-    # ------------------------------------------------------------------ routing
-    def _normalize(self, message: OutgoingMessage) -> str:
-        to = normalize(message.to, self.config.default_region)
-        if (not message.body or not message.body.strip()) and not message.media:
-            raise MessageError("message body is empty")
-        return to
+    def reply(self, message: IncomingMessage, body: str | None = None, **fields: Any) -> SendResult:
+        """Answer ``message``'s sender through the phone that received it
+        (``IncomingMessage.reply``; ``template=``, ``context=``, ``locale=`` accepted)."""
+        return _keywords.reply(self, message, body, **fields)
 
+    # ------------------------------------------------------------------ routing
     def route(self, to: str, body: str = "x", **fields: Any) -> list[str]:
         """The phone names a message would be tried on, in order, without sending."""
         message = OutgoingMessage(to=to, body=body, **fields)
-        return list(self._decide(message, self._normalize(message), peek=True).phones)
-
-    def _decide(self, message: OutgoingMessage, to: str, *, peek: bool = False) -> RouteDecision:
-        if message.phone:
-            phone = self.phone(message.phone)
-            problem = phone.check_message(message, to)
-            if problem is not None:
-                raise problem
-            return RouteDecision((phone.name,), None, {})
-        return self.router.decide(message, to, peek=peek)
+        return list(self.pipeline.plan(message, peek=True).phones)
 
     # ------------------------------------------------------------------ sending
     def send(self, to: str, body: str, **fields: Any) -> SendResult:
@@ -247,103 +245,31 @@ class Bridge:
         return self.send_message(OutgoingMessage(to=to, body=body, **fields))
 
     def send_message(self, message: OutgoingMessage | Mapping[str, Any]) -> SendResult:
-        result = self._send(OutgoingMessage.coerce(message))
+        result = self.pipeline.send(OutgoingMessage.coerce(message))
         if result.error is not None:
             raise result.error
         return result
 
-    def _send(
-        self,
-        message: OutgoingMessage,
-        message_id: str | None = None,
-        *,
-        already_stored: bool = False,
-        decision: RouteDecision | None = None,
-    ) -> SendResult:
-        """The whole lifecycle; failures come back in ``result.error`` (MessageErrors raise).
-
-        ``already_stored``: the message is in the store as ``message_id`` (outbox
-        workers), so no ``pending`` record or idempotency check is made here.
-        """
-        to = self._normalize(message)
-        if decision is None:
-            decision = self._decide(message, to)
-        info = count_segments(message.body or "")
-        message_id = message_id or new_id()
-        if self.store is not None and not already_stored:
-            existing = self.store.begin_send(
-                message_id, message, to=to, segments=info.segments, encoding=info.encoding
-            )
-            if existing is not None:
-                log.info(
-                    "idempotency key %r: returning message %s",
-                    message.idempotency_key,
-                    existing.message_id,
-                )
-                return existing
-        refusal = self.optouts.refusal(message, to) if self.optouts is not None else None
-        if refusal is not None:  # opted out: no provider call; recorded as failed
-            return _optouts.refuse(
-                self, message, refusal, to=to, message_id=message_id, already_stored=True
-            )
-        attempts: list[Attempt] = []
-        last_error: SendError | MessageError | None = None
-        for name in decision.phones:
-            phone = self._phones[name]
-            try:
-                prepared = phone.prepare(message, message_id)
-                submission, retries = phone.deliver(prepared)
-            except (SendError, MessageError) as exc:
-                attempt = Attempt(phone=name, error=str(exc), error_type=type(exc).__name__)
-                attempts.append(attempt)
-                if self.store is not None:
-                    self.store.record_attempt(message_id, attempt)
-                last_error = exc
-                if isinstance(exc, MessageError) or not _fails_over(exc, decision):
-                    break
-                log.warning("phone %s failed (%s); failing over", name, exc)
-                continue
-            attempt = Attempt(phone=name, retries=retries)
-            attempts.append(attempt)
-            if self.store is not None:
-                self.store.record_attempt(message_id, attempt)
-            result = phone.result(prepared, submission)
-            result = _with(result, attempts=tuple(attempts))
-            if self.store is not None:
-                self.store.finish_send(result)
-            return result
-        assert last_error is not None
-        status = Status.unknown if isinstance(last_error, AmbiguousSend) else Status.failed
-        result = SendResult(
-            message_id=message_id,
-            status=status,
-            phone=attempts[-1].phone if attempts else None,
-            provider_id=None,
-            to=to,
-            segments=info.segments,
-            encoding=info.encoding,
-            error=last_error,
-            attempts=tuple(attempts),
-        )
-        if self.store is not None:
-            self.store.finish_send(result)
-        if self.optouts is not None:  # Twilio 21610, SNS OptedOut... join the list
-            self.optouts.observe(result)
-        last_error.result = result  # type: ignore[union-attr]
-        return result
-
     def enqueue(self, to: str, body: str, **fields: Any) -> str:
         """Store a message in the outbox (a worker sends it); returns its message id."""
-        from .outbox import enqueue
-
-        message_id: str = enqueue(self, OutgoingMessage(to=to, body=body, **fields))
-        return message_id
+        return self.enqueue_many([OutgoingMessage(to=to, body=body, **fields)])[0]
 
     def enqueue_many(self, messages: Iterable[OutgoingMessage | Mapping[str, Any]]) -> list[str]:
-        """Store many messages in the outbox in one transaction; returns their ids."""
-        from .outbox import enqueue_many
+        """Validate every message, then store them all in the outbox in one transaction;
+        returns their ids (for a repeated ``idempotency_key``, the first message's id).
 
-        ids: list[str] = enqueue_many(self, [OutgoingMessage.coerce(m) for m in messages])
+        If any message is invalid, its error is raised and nothing is stored; the error's
+        ``index`` attribute tells which message it was. ``enqueue_hooks`` run after the
+        commit (``smsbridge.celery`` dispatches the tasks there).
+        """
+        store = _outbox.outbox_store(self.store, file=self.config.path)
+        items = [OutgoingMessage.coerce(m) for m in messages]
+        entries = _outbox.prepare_entries(self.pipeline, items)
+        if not entries:
+            return []
+        ids = store.enqueue(entries)
+        for hook in self.enqueue_hooks:
+            hook(ids, entries)
         return ids
 
     def send_many(
@@ -362,11 +288,11 @@ class Bridge:
         for i, raw in enumerate(items):
             try:
                 message = OutgoingMessage.coerce(raw)
-                decision = self._decide(message, self._normalize(message))
+                plan = self.pipeline.plan(message)
             except (SmsBridgeError, TypeError, ValueError) as exc:
                 results[i] = _failed(raw, exc)
                 continue
-            lanes.setdefault(decision.phones[0], []).append((i, message, decision))
+            lanes.setdefault(plan.phones[0], []).append((i, message, plan))
         threads = sum(min(self.lane_workers, len(v)) for v in lanes.values())
         if threads:
             with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="smsbridge") as pool:
@@ -389,11 +315,11 @@ class Bridge:
     ) -> None:
         while True:
             try:
-                i, message, decision = work.get_nowait()
+                i, message, plan = work.get_nowait()
             except queue.Empty:
                 return
             try:
-                results[i] = self._send(message, decision=decision)
+                results[i] = self.pipeline.send(message, plan=plan)
             except Exception as exc:  # one failure never stops the batch
                 if not isinstance(exc, SmsBridgeError):
                     log.exception("send_many: message %d failed unexpectedly", i)
@@ -482,44 +408,11 @@ class Bridge:
 
 
 # ---------------------------------------------------------------------- helpers
-def _fails_over(exc: SendError, decision: RouteDecision) -> bool:
-    """DESIGN §7: fail over only on errors about the phone, never on the message."""
-    if isinstance(exc, AmbiguousSend):
-        return decision.resend_ambiguous
-    if isinstance(exc, Rejected):
-        return False
-    if isinstance(exc, (InsufficientCredit, AuthError, ProviderUnavailable, RateLimited)):
-        return True
-    return exc.retryable
-
-
-def _with(result: SendResult, **changes: Any) -> SendResult:
-    from dataclasses import replace
-
-    return replace(result, **changes)
-
-
 def _failed(raw: Any, exc: BaseException) -> SendResult:
-    to = getattr(raw, "to", None) or (raw.get("to") if isinstance(raw, Mapping) else None)
-    body = getattr(raw, "body", None) or (raw.get("body") if isinstance(raw, Mapping) else "")
-    try:
-        info = count_segments(str(body or ""))
-        segments, encoding = info.segments, info.encoding
-    except ValueError:
-        segments, encoding = 0, "gsm7"
     result = getattr(exc, "result", None)
     if isinstance(result, SendResult):
         return result
-    return SendResult(
-        message_id=new_id(),
-        status=Status.failed,
-        phone=None,
-        provider_id=None,
-        to=str(to or ""),
-        segments=segments,
-        encoding=encoding,
-        error=exc,
-    )
+    return failure_result(raw, exc)
 
 
 def build_phones(config: Config) -> dict[str, Phone]:

@@ -35,6 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from .config import line_of, validate_section
 from .errors import ConfigError, MessageError, SendError
 from .message import IncomingMessage, SendResult
 
@@ -355,7 +356,6 @@ def parse_auto_replies(
 ) -> dict[str, AutoReply]:
     """The ``keywords:`` YAML section: ``KEYWORD: template-slug`` or ``KEYWORD: {template|text,
     locale, context, tag}``. Errors are :class:`ConfigError` with file, line and key."""
-    from .templates import _line, validate_section
 
     if node is None:
         return {}
@@ -363,13 +363,13 @@ def parse_auto_replies(
         raise ConfigError(
             "keywords must be a mapping of KEYWORD -> template or reply",
             file=file,
-            line=_line(node),
+            line=line_of(node),
             key="keywords",
         )
     out: dict[str, AutoReply] = {}
     for keyword, spec in node.items():
         key = f"keywords.{keyword}"
-        line = _line(node, str(keyword))
+        line = line_of(node, str(keyword))
         if not words(str(keyword)):
             raise ConfigError("a keyword needs letters or digits", file=file, line=line, key=key)
         if isinstance(spec, str):

@@ -34,6 +34,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .config import validate_section
 from .encoding import count_segments
 from .errors import MessageError, Rejected, SendError
 from .keywords import REPLY_TAG, KeywordMessage, keywords_for
@@ -317,8 +318,6 @@ class OptOutList:
 # ---------------------------------------------------------------------- bridge layer
 def parse_settings(node: Any, *, file: str | None = None) -> OptOutSettings:
     """Validate the ``optouts:`` YAML section (errors name file, line and key)."""
-    from .templates import validate_section
-
     return validate_section(OptOutSettings, node, file=file, key="optouts")
 
 

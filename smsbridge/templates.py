@@ -26,21 +26,20 @@ the template's first body.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import operator
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import jinja2
 from jinja2 import meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ValidationError
 
+from .config import line_of
 from .errors import ConfigError, MessageError
 from .message import OutgoingMessage, SendResult
 
@@ -58,7 +57,6 @@ __all__ = [
     "send_template",
     "template_fields",
     "templates_for",
-    "validate_section",
 ]
 
 DEFAULT = "default"
@@ -271,7 +269,7 @@ class TemplateLibrary:
             raise ConfigError(
                 "templates must be a mapping of slug -> bodies",
                 file=file,
-                line=_line(node),
+                line=line_of(node),
                 key="templates",
             )
         default_locale = node.get("default_locale")
@@ -281,7 +279,7 @@ class TemplateLibrary:
             raise ConfigError(
                 str(exc),
                 file=file,
-                line=_line(node, "default_locale"),
+                line=line_of(node, "default_locale"),
                 key="templates.default_locale",
             ) from None
         folder = node.get("folder")
@@ -293,13 +291,13 @@ class TemplateLibrary:
             except (ConfigError, TemplateError, ValueError) as exc:
                 reason = exc.reason if isinstance(exc, ConfigError) else str(exc)
                 raise ConfigError(
-                    reason, file=file, line=_line(node, "folder"), key="templates.folder"
+                    reason, file=file, line=line_of(node, "folder"), key="templates.folder"
                 ) from None
         for slug, spec in node.items():
             if slug in RESERVED_KEYS:
                 continue
             key = f"templates.{slug}"
-            line = _line(node, slug)
+            line = line_of(node, slug)
             try:
                 library.add(_template_from_spec(str(slug), spec, file))
             except ConfigError:
@@ -404,50 +402,12 @@ class TemplateLibrary:
         return f"<TemplateLibrary {sorted(self._templates)}>"
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
-def validate_section(model: type[M], node: Any, *, file: str | None, key: str) -> M:
-    """Validate one YAML section with a pydantic ``model``; errors are :class:`ConfigError`
-    naming the file, line and key (never the value, which may be a secret)."""
-    if node is None:
-        return model()
-    if not isinstance(node, Mapping):
-        raise ConfigError(f"'{key}' must be a mapping", file=file, line=_line(node), key=key)
-    try:
-        return model.model_validate(dict(node))
-    except ValidationError as exc:
-        err = exc.errors(include_input=False, include_url=False)[0]
-        loc = [str(p) for p in err["loc"]]
-        top = loc[0] if loc else None
-        if err["type"] == "extra_forbidden":
-            known = sorted(model.model_fields)
-            close = difflib.get_close_matches(top or "", known, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f" (known: {', '.join(known)})"
-            message = f"unknown key '{top}'{hint}"
-        else:
-            message = f"invalid value: {err['msg']}"
-        raise ConfigError(
-            message, file=file, line=_line(node, top), key=".".join([key, *loc])
-        ) from None
-
-
 def _undefined_name(message: str) -> str:
     for pattern in _UNDEFINED:
         match = pattern.search(message)
         if match:
             return match.group("name").strip("'\"")
     return message
-
-
-def _line(node: Any, key: str | None = None) -> int | None:
-    """Line of ``key`` in a mapping loaded by smsbridge's YAML loader (duck-typed)."""
-    if key is not None:
-        line = getattr(node, "key_lines", {}).get(key)
-        if line:
-            return int(line)
-    line = getattr(node, "line", None)
-    return int(line) if line else None
 
 
 def _template_from_spec(slug: str, spec: Any, file: str | None) -> Template:
@@ -468,14 +428,14 @@ def _template_from_spec(slug: str, spec: Any, file: str | None) -> Template:
             raise ConfigError(
                 f"{exc}; template keys are locales or {', '.join(TEMPLATE_KEYS)}",
                 file=file,
-                line=_line(spec, str(locale)),
+                line=line_of(spec, str(locale)),
                 key=f"templates.{slug}.{locale}",
             ) from None
         if not isinstance(body, str):
             raise ConfigError(
                 "a template body must be a string",
                 file=file,
-                line=_line(spec, str(locale)),
+                line=line_of(spec, str(locale)),
                 key=f"templates.{slug}.{locale}",
             )
         bodies[normalized] = body

@@ -46,6 +46,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from .config import validate_section
 from .errors import AmbiguousSend, ConfigError, MessageError, SendError, SmsBridgeError
 from .message import SendResult, new_id, utcnow
 from .numbers import normalize
@@ -465,8 +466,6 @@ class Verifier:
 # ---------------------------------------------------------------------- bridge layer
 def parse_settings(node: Any, *, file: str | None = None) -> VerificationSettings:
     """Validate the ``verification:`` YAML section (errors name file, line and key)."""
-    from .templates import validate_section
-
     return validate_section(VerificationSettings, node, file=file, key="verification")
 
 

@@ -3,18 +3,20 @@
 Each phone gets its own threads (``threads_per_phone``; by default enough to reach the
 phone's rate limit with provider answers of up to 200 ms: ``rate / 5``, at least 2, at
 most 16; 4 for phones without a limit), which claim that phone's due messages in small
-batches and send them through :meth:`Bridge._send` — the same lifecycle as ``send()``:
-validation, the phone's rate limit (shared by the phone's threads), retries, failover,
-recording. One more thread takes messages whose phone left the config, and re-routes them.
+batches and send each through :func:`smsbridge.outbox.process_claimed` — the send
+pipeline of ``send()`` (validation, the phone's rate limit shared by the phone's threads,
+retries, failover, recording) with the outbox hand-over. One more thread takes messages
+whose phone left the config, and re-routes them.
 
 Crash safety, with every step recorded in the store:
 
 1. **claim** — an atomic conditional ``UPDATE`` (``FOR UPDATE SKIP LOCKED`` on
    PostgreSQL) gives the message to one worker for a lease (``lease`` seconds), which a
    heartbeat thread renews while the worker lives.
-2. **hand-over** — right after the rate-limit wait and before the provider call, the
-   worker records ``sending_since`` (only while it still holds the claim; otherwise it
-   does not send: a fence against a second worker after an expired lease).
+2. **hand-over** — before the rate-limit wait and the provider call, the pipeline's
+   ``before_submit`` hook records ``sending_since`` (only while the worker still holds
+   the claim; otherwise it does not send: a fence against a second worker after an
+   expired lease).
 3. **outcome** — ``queued``/``failed``/``unknown`` and the attempts, as ``send()`` records.
 
 A worker killed between 1 and 2 loses nothing: after the lease its messages are
@@ -37,33 +39,21 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .encoding import count_segments
-from .errors import SendError, SmsBridgeError, UnsupportedFeature
-from .message import SendResult
-from .outbox import outbox_store
+from .bridge import Bridge
+from .errors import SendError, UnsupportedFeature
+from .outbox import ClaimLost, outbox_store, process_claimed
+from .phone import Phone
 from .status import Status
 from .store.records import ClaimedMessage
 
-if TYPE_CHECKING:
-    from .bridge import Bridge
-    from .phone import Phone, RateLimiter
-
-__all__ = ["ClaimLost", "HandOverGuard", "Worker", "WorkerStats"]
+__all__ = ["ClaimLost", "Worker", "WorkerStats"]
 
 log = logging.getLogger("smsbridge.worker")
-
-
-class ClaimLost(Exception):
-    """The worker no longer holds the message's claim; it must not send it.
-
-    Deliberately not a :class:`SmsBridgeError`, so no phone retries or fails over on it.
-    """
 
 
 @dataclass
@@ -94,104 +84,6 @@ class WorkerStats:
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
 
-class _Current(threading.local):
-    """The message the current thread is sending."""
-
-    message_id: str | None = None
-    token: str | None = None
-    handed_over: bool = False
-
-
-class _HandOverLimiter:
-    """Wraps a phone's limiter: after the rate-limit wait, right before each provider
-    call, the guard records the hand-over. Transparent for other threads (e.g. a
-    ``send()`` in the same process)."""
-
-    def __init__(self, inner: RateLimiter | None, guard: HandOverGuard) -> None:
-        self.inner = inner
-        self.guard = guard
-
-    def acquire(self, weight: int = 1) -> None:
-        if self.inner is not None:
-            self.inner.acquire(weight)
-        self.guard.hand_over()
-
-    def pause(self, seconds: float) -> None:
-        pause = getattr(self.inner, "pause", None)
-        if pause is not None:
-            pause(seconds)
-
-
-class HandOverGuard:
-    """Records in the store, right before each provider call, that a claimed outbox
-    message is being handed over — and refuses (:class:`ClaimLost`) when the claim no
-    longer holds. What lets a consumer of the outbox tell, after a crash, the messages
-    that certainly did not go out (back to the outbox) from those that may have
-    (``unknown``). Used by :class:`Worker`; usable by any consumer (task queues)::
-
-        guard = HandOverGuard(bridge, owner="host:pid", lease=600).install()
-        with guard.sending(claimed):          # a ClaimedMessage from claim/claim_one
-            result = bridge._send(claimed.message, claimed.message_id, already_stored=True)
-        guard.uninstall()
-
-    It works by wrapping each phone's rate limiter (``Phone.deliver`` acquires it right
-    before ``submit``), per thread, so it needs no change to phones or to the bridge.
-    """
-
-    def __init__(self, bridge: Bridge, owner: str, *, lease: float = 30.0) -> None:
-        self.bridge = bridge
-        self.store = outbox_store(bridge)
-        self.owner = owner
-        self.lease = lease
-        self._current = _Current()
-        self._wrapped: dict[str, tuple[Phone, RateLimiter | None, _HandOverLimiter]] = {}
-
-    def install(self) -> HandOverGuard:
-        for name, phone in self.bridge.phones.items():
-            if name in self._wrapped:
-                continue
-            original = phone.limiter
-            wrapper = _HandOverLimiter(original, self)
-            phone.limiter = wrapper
-            self._wrapped[name] = (phone, original, wrapper)
-        return self
-
-    def uninstall(self) -> None:
-        for phone, original, wrapper in self._wrapped.values():
-            if phone.limiter is wrapper:
-                phone.limiter = original
-        self._wrapped.clear()
-
-    @contextmanager
-    def sending(self, claimed: ClaimedMessage) -> Iterator[None]:
-        """Guard the sends of ``claimed`` made by this thread inside the block."""
-        current = self._current
-        current.message_id = claimed.message_id
-        current.token = claimed.token
-        current.handed_over = False
-        try:
-            yield
-        finally:
-            current.message_id = None
-            current.token = None
-
-    @property
-    def handed_over(self) -> bool:
-        """Whether this thread's current (or last) message reached the hand-over."""
-        return self._current.handed_over
-
-    def hand_over(self) -> None:
-        """Called by the wrapped limiters right before a provider call."""
-        current = self._current
-        if current.message_id is None or current.handed_over:
-            return
-        if not self.store.mark_sending(
-            current.message_id, self.owner, token=current.token, lease=self.lease
-        ):
-            raise ClaimLost(current.message_id)
-        current.handed_over = True
-
-
 class Worker:
     """Drains a bridge's outbox. ``run()`` blocks until :meth:`stop` (or a signal).
 
@@ -214,7 +106,7 @@ class Worker:
         if lease <= 0 or idle_interval <= 0 or poll_interval <= 0:
             raise ValueError("lease, idle_interval and poll_interval must be positive")
         self.bridge = bridge
-        self.store = outbox_store(bridge)
+        self.store = outbox_store(bridge.store, file=bridge.config.path)
         self.worker_id = worker_id or (
             f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         )
@@ -227,7 +119,6 @@ class Worker:
         self._stop = threading.Event()
         self._done = threading.Event()
         self._once = False
-        self.guard = HandOverGuard(bridge, self.worker_id, lease=self.lease)
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -261,7 +152,6 @@ class Worker:
         self._stop.clear()
         self._done.clear()
         log.info("worker %s starting (%s)", self.worker_id, "once" if once else "continuous")
-        self.guard.install()
         threads: list[threading.Thread] = []
         beat: threading.Thread | None = None
         try:
@@ -286,7 +176,6 @@ class Worker:
             self._done.set()
             if beat is not None:
                 beat.join()
-            self.guard.uninstall()
             try:
                 released = self.store.release(self.worker_id)
                 if released:
@@ -366,7 +255,7 @@ class Worker:
                 if self._stop.is_set():
                     self._release([c.message_id for c in claimed[n:]])
                     return
-                self._process(item)
+                self.process(item)
 
     def _release(self, message_ids: list[str]) -> None:
         try:
@@ -375,34 +264,21 @@ class Worker:
             self.stats.add("errors")
             log.exception("worker %s: could not release claims", self.worker_id)
 
-    def _process(self, item: ClaimedMessage) -> None:
+    def process(self, item: ClaimedMessage) -> None:
+        """Send one message this worker claimed, and count the outcome."""
         try:
-            with self.guard.sending(item):
-                result = self.bridge._send(item.message, item.message_id, already_stored=True)
-        except ClaimLost:
-            self.stats.add("claims_lost")
-            log.warning(
-                "worker %s: lost the claim on %s before sending it; not sent",
-                self.worker_id,
-                item.message_id,
+            done = process_claimed(
+                self.bridge.pipeline, self.store, item, owner=self.worker_id, lease=self.lease
             )
+        except Exception:
+            self.stats.add("errors")
+            log.exception("worker %s: could not record %s", self.worker_id, item.message_id)
             return
-        except Exception as exc:
-            # MessageError/RoutingError (the config changed since enqueue) -> failed;
-            # anything unexpected after the hand-over -> unknown (it may have gone out).
-            ambiguous = self.guard.handed_over and not isinstance(exc, SmsBridgeError)
-            if not isinstance(exc, SmsBridgeError):
-                log.exception("worker %s: sending %s failed", self.worker_id, item.message_id)
-            result = _failure(item, exc, Status.unknown if ambiguous else Status.failed)
-            try:
-                self.store.finish_send(result)
-            except Exception:
-                self.stats.add("errors")
-                log.exception("worker %s: could not record %s", self.worker_id, item.message_id)
-                return
-        if result.status is Status.failed:
+        if done.result is None:
+            self.stats.add("claims_lost")
+        elif done.result.status is Status.failed:
             self.stats.add("failed")
-        elif result.status is Status.unknown:
+        elif done.result.status is Status.unknown:
             self.stats.add("unknown")
         else:
             self.stats.add("sent")
@@ -437,11 +313,7 @@ class Worker:
                 )
 
     def _resend_ambiguous(self, lost: ClaimedMessage) -> bool:
-        try:
-            message = lost.message
-            return self.bridge._decide(message, self.bridge._normalize(message)).resend_ambiguous
-        except SmsBridgeError:
-            return False
+        return self.bridge.pipeline.resend_ambiguous(lost.message)
 
     # ------------------------------------------------------------------ polling phones
     def _polling_phones(self) -> bool:
@@ -495,17 +367,3 @@ class Worker:
                     self.stats.add("polled_status")
         finally:
             self.store.mark_polled(done)
-
-
-def _failure(item: ClaimedMessage, exc: BaseException, status: Status) -> SendResult:
-    info = count_segments(item.message.body or "")
-    return SendResult(
-        message_id=item.message_id,
-        status=status,
-        phone=None,
-        provider_id=None,
-        to=item.message.to,
-        segments=info.segments,
-        encoding=info.encoding,
-        error=exc,
-    )

@@ -100,7 +100,7 @@ def run_cases(send: Send, bridge: smsbridge.Bridge, prefix: str = "/sms") -> Non
     bridge.on_status(boom)
     other = json.dumps({"provider_id": "p-3", "status": "sent"}).encode()
     assert send("POST", url, other, ctype).status == 500
-    bridge._status_callbacks.remove(boom)
+    bridge.callbacks.status.remove(boom)
     assert send("POST", url, other, ctype).status == 200
     assert [r.provider_id for r in seen] == ["p-1", "p-3", "p-3"]
 

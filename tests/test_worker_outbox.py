@@ -186,11 +186,7 @@ def test_a_worker_that_lost_its_claim_does_not_send(bridges: Any, store_url: str
     [item] = store.claim(worker.worker_id, limit=1)
     with store.engine.begin() as conn:  # the lease expired and another worker took it
         conn.execute(update(outgoing).values(claimed_by="someone-else"))
-    worker.guard.install()
-    try:
-        worker._process(item)
-    finally:
-        worker.guard.uninstall()
+    worker.process(item)
     assert sent(bridge, "first") == [] and worker.stats.claims_lost == 1
     assert status(bridge, message_id) is Status.pending
 

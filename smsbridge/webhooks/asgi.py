@@ -22,14 +22,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from ..http import WebhookRequest, WebhookResponse
-from .dispatcher import client_address, external_url, log_access
-
-if TYPE_CHECKING:
-    from ..bridge import Bridge
+from .dispatcher import (
+    Dispatcher,
+    HasDispatcher,
+    client_address,
+    dispatcher_of,
+    external_url,
+    log_access,
+)
 
 __all__ = ["ASGIApp"]
 
@@ -59,8 +63,14 @@ class ASGIApp:
     the threads running the dispatcher (default: the event loop's default executor).
     """
 
-    def __init__(self, bridge: Bridge, *, prefix: str = "", max_workers: int | None = None) -> None:
-        self.bridge = bridge
+    def __init__(
+        self,
+        target: Dispatcher | HasDispatcher,
+        *,
+        prefix: str = "",
+        max_workers: int | None = None,
+    ) -> None:
+        self.dispatcher = dispatcher_of(target)
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self._executor = (
             ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="smsbridge-webhook")
@@ -69,7 +79,7 @@ class ASGIApp:
         )
 
     def __repr__(self) -> str:
-        return f"<ASGIApp phones={list(self.bridge.phones)}>"
+        return f"<ASGIApp phones={list(self.dispatcher.phones)}>"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -106,7 +116,7 @@ class ASGIApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        settings = self.bridge.config.webhooks
+        settings = self.dispatcher.settings
         method: str = scope.get("method", "GET").upper()
         headers = _headers(scope)
         peer = scope.get("client")
@@ -151,7 +161,7 @@ class ASGIApp:
         request = WebhookRequest(
             method=method, url=url, headers=headers, body=body, remote_addr=remote
         )
-        dispatcher = self.bridge.dispatcher
+        dispatcher = self.dispatcher
         loop = asyncio.get_running_loop()
         try:
             response = await loop.run_in_executor(

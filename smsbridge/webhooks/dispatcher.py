@@ -33,22 +33,24 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
+from ..config import WebhooksConfig
 from ..errors import UnsupportedFeature, WebhookAuthError, WebhookError
 from ..http import WebhookRequest, WebhookResponse
 from ..message import IncomingMessage, StatusReport
+from ..phone import Phone
 from ..status import Status
-
-if TYPE_CHECKING:
-    from ..bridge import Bridge
+from ..store.protocol import MessageStore
 
 __all__ = [
     "KINDS",
     "METHODS",
     "CallbackError",
+    "Callbacks",
     "Dispatcher",
+    "HasDispatcher",
     "client_address",
     "external_url",
     "parse_route",
@@ -60,6 +62,27 @@ access_log = logging.getLogger("smsbridge.webhooks.access")
 KINDS = ("status", "inbound")
 METHODS = ("GET", "POST")
 _BODY_LOG_LIMIT = 2048
+
+
+@dataclass
+class Callbacks:
+    """The user's callbacks: ``status(StatusReport)`` and ``receive(IncomingMessage)``,
+    called in registration order (``Bridge.on_status`` / ``Bridge.on_receive``)."""
+
+    status: list[Callable[[StatusReport], Any]] = field(default_factory=list)
+    receive: list[Callable[[IncomingMessage], Any]] = field(default_factory=list)
+
+
+class HasDispatcher(Protocol):
+    """What the HTTP adapters serve: an object holding a dispatcher (a ``Bridge``)."""
+
+    @property
+    def dispatcher(self) -> Dispatcher: ...
+
+
+def dispatcher_of(target: Dispatcher | HasDispatcher) -> Dispatcher:
+    """``target`` itself, or the dispatcher it holds."""
+    return target if isinstance(target, Dispatcher) else target.dispatcher
 
 
 class CallbackError(Exception):
@@ -148,8 +171,23 @@ class Dispatcher:
     with a 5xx.
     """
 
-    def __init__(self, bridge: Bridge, *, memory: int = 100_000) -> None:
-        self.bridge = bridge
+    def __init__(
+        self,
+        phones: Mapping[str, Phone],
+        *,
+        store: MessageStore | None = None,
+        settings: WebhooksConfig | None = None,
+        callbacks: Callbacks | None = None,
+        replier: Any = None,
+        memory: int = 100_000,
+    ) -> None:
+        self.phones = phones
+        self.store = store
+        self.settings = settings or WebhooksConfig()
+        self.callbacks = callbacks or Callbacks()
+        #: Attached to inbound messages as ``message.bridge``, so that callbacks can
+        #: ``message.reply()`` (an object with ``reply(message, body, **fields)``).
+        self.replier = replier
         self._once_status = _Once(memory)
         self._once_inbound = _Once(memory)
         self._current = _Current(memory)
@@ -158,13 +196,12 @@ class Dispatcher:
     # ------------------------------------------------------------------ HTTP level
     def handle(self, phone_name: str, kind: str, request: WebhookRequest) -> WebhookResponse:
         """One provider callback → the HTTP response to give back (never raises)."""
-        bridge = self.bridge
-        phone = bridge._phones.get(phone_name)
+        phone = self.phones.get(phone_name)
         where = f"{phone_name[:64]!r}/{kind[:16]}"
         if phone is None or kind not in KINDS:
             log.info("webhook %s: unknown phone or kind", where)
             return WebhookResponse.text(404, "unknown phone or webhook kind\n")
-        settings = bridge.config.webhooks
+        settings = self.settings
         limit = settings.max_body_bytes
         if len(request.body) > limit:
             log.warning(
@@ -248,7 +285,7 @@ class Dispatcher:
         return self.handle(route[0], route[1], request)
 
     def health(self) -> WebhookResponse:
-        return WebhookResponse.json(200, {"status": "ok", "phones": len(self.bridge._phones)})
+        return WebhookResponse.json(200, {"status": "ok", "phones": len(self.phones)})
 
     # ------------------------------------------------------------------ event level
     def dispatch_status(self, report: StatusReport) -> StatusReport | None:
@@ -268,7 +305,7 @@ class Dispatcher:
         done = False
         try:
             fresh = True
-            store = self.bridge.store
+            store = self.store
             if store is not None:
                 try:
                     report, fresh = store.apply_status(report)
@@ -286,7 +323,7 @@ class Dispatcher:
                 )
                 done = True
                 return report
-            self._call(self.bridge._status_callbacks, report)
+            self._call(self.callbacks.status, report)
             self._notify("status", report)
             done = True
             return report
@@ -296,15 +333,15 @@ class Dispatcher:
 
     def dispatch_incoming(self, message: IncomingMessage) -> bool:
         """Store an inbound message and call callbacks/listeners once; False if duplicate."""
-        if message.bridge is None:  # so that callbacks can message.reply()
-            message = replace(message, bridge=self.bridge)
+        if message.bridge is None and self.replier is not None:  # for message.reply()
+            message = replace(message, bridge=self.replier)
         key = self._inbound_key(message)
         if key is not None and not self._once_inbound.claim(key):
             log.debug("inbound %s/%s: duplicate", message.phone, message.provider_id)
             return False
         done = False
         try:
-            store = self.bridge.store
+            store = self.store
             if store is not None:
                 try:
                     stored = store.record_incoming(message)
@@ -316,7 +353,7 @@ class Dispatcher:
                 if not stored and key is None:
                     done = True
                     return False
-            self._call(self.bridge._receive_callbacks, message)
+            self._call(self.callbacks.receive, message)
             self._notify("inbound", message)
             done = True
             return True
@@ -348,7 +385,7 @@ class Dispatcher:
         before: Status | None = None
         if report.provider_id:
             before = self._current.advance((report.phone, report.provider_id), report.status)
-        store = self.bridge.store
+        store = self.store
         if store is not None and report.message_id:
             try:
                 result = store.get_result(report.message_id)

@@ -15,14 +15,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from ..http import WebhookRequest, WebhookResponse
-from .dispatcher import client_address, external_url, log_access
-
-if TYPE_CHECKING:
-    from ..bridge import Bridge
+from .dispatcher import (
+    Dispatcher,
+    HasDispatcher,
+    client_address,
+    dispatcher_of,
+    external_url,
+    log_access,
+)
 
 __all__ = ["BodyTooLarge", "WSGIApp", "environ_request", "read_body"]
 
@@ -51,11 +55,12 @@ class BodyTooLarge(Exception):
 class WSGIApp:
     """WSGI application serving a bridge's webhooks (PEP 3333)."""
 
-    def __init__(self, bridge: Bridge) -> None:
-        self.bridge = bridge
+    def __init__(self, target: Dispatcher | HasDispatcher) -> None:
+        """``target``: a :class:`~smsbridge.Bridge`, or its dispatcher."""
+        self.dispatcher = dispatcher_of(target)
 
     def __repr__(self) -> str:
-        return f"<WSGIApp phones={list(self.bridge.phones)}>"
+        return f"<WSGIApp phones={list(self.dispatcher.phones)}>"
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -63,16 +68,16 @@ class WSGIApp:
         route_path = _decoded(environ.get("PATH_INFO", "")) or "/"
         full_path = _decoded(environ.get("SCRIPT_NAME", "")) + route_path
         try:
-            request = environ_request(environ, self.bridge)
+            request = environ_request(environ, self.dispatcher)
         except BodyTooLarge:
-            limit = self.bridge.config.webhooks.max_body_bytes
+            limit = self.dispatcher.settings.max_body_bytes
             log.warning("webhook %s: body over the %d bytes limit", route_path, limit)
             response = WebhookResponse.text(413, "body too large\n")
             remote = environ.get("REMOTE_ADDR")
             body = _start(start_response, response, method)
             log_access(method, full_path, 413, remote, started, 0)
             return body
-        response = self.bridge.dispatcher.handle_http(method, route_path, request)
+        response = self.dispatcher.handle_http(method, route_path, request)
         out = _start(start_response, response, method)
         log_access(
             method, full_path, response.status, request.remote_addr, started, len(response.body)
@@ -81,11 +86,14 @@ class WSGIApp:
 
 
 def environ_request(
-    environ: Mapping[str, Any], bridge: Bridge, *, body: bytes | None = None
+    environ: Mapping[str, Any],
+    target: Dispatcher | HasDispatcher,
+    *,
+    body: bytes | None = None,
 ) -> WebhookRequest:
     """A :class:`WebhookRequest` from a WSGI environ (also used by the Django and Flask
     integrations). Reads the body within ``max_body_bytes`` unless ``body`` is given."""
-    settings = bridge.config.webhooks
+    settings = dispatcher_of(target).settings
     headers = _environ_headers(environ)
     if body is None:
         body = read_body(environ, settings.max_body_bytes)
