@@ -20,6 +20,7 @@ __all__ = [
     "PurchaseOrder",
     "Subscription",
     "UsageStat",
+    "contract_balance",
     "parse_contracts",
     "parse_datetime",
     "parse_purchase_orders",
@@ -154,6 +155,19 @@ def parse_contracts(data: Any) -> list[Contract]:
             )
         )
     return found
+
+
+def contract_balance(
+    contracts: list[Contract], country: str, offer: str
+) -> tuple[float, datetime | None, list[Contract]]:
+    """Units left and the nearest expiry of the active contracts of ``country`` (or of no
+    country) on ``offer`` (on any offer when none is), and the contracts counted from."""
+    mine = [c for c in contracts if c.country in (None, country)]
+    matching = [c for c in mine if c.offer == offer] or mine
+    active = [c for c in matching if c.active]
+    units = sum(c.units or 0 for c in active)
+    expiries = [c.expires_at for c in active if c.expires_at is not None]
+    return units, (min(expiries) if expiries else None), matching
 
 
 def parse_statistics(data: Any) -> list[UsageStat]:

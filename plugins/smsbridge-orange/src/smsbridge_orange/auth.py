@@ -28,14 +28,21 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import platformdirs
 
-from smsbridge.errors import AuthError, SmsBridgeError
+from smsbridge.cache import KeyValueCache
+from smsbridge.errors import (
+    AmbiguousSend,
+    AuthError,
+    ProviderUnavailable,
+    SendError,
+    SmsBridgeError,
+)
+from smsbridge.phone import HttpPhone
 
-if TYPE_CHECKING:
-    from smsbridge.cache import KeyValueCache
+from .errors import parse_error, to_exception
 
 __all__ = [
     "FileTokenCache",
@@ -44,7 +51,9 @@ __all__ = [
     "StoreTokenCache",
     "Token",
     "TokenCache",
+    "choose_token_cache",
     "credentials_key",
+    "fetch_token",
     "forget_shared_tokens",
     "parse_expires_in",
     "shared_token",
@@ -116,6 +125,37 @@ def parse_expires_in(value: object) -> float:
     else:
         return DEFAULT_TTL
     return seconds if seconds > 0 else DEFAULT_TTL
+
+
+def fetch_token(phone: HttpPhone, url: str, basic: str, now: Callable[[], float]) -> Token:
+    """A new token from Orange's token endpoint ``url`` for ``phone`` (``basic``: its
+    ``Authorization`` header; ``now``: epoch seconds).
+
+    A refusal raises its smsbridge error (an :class:`AuthError` where the mapping gives a
+    message error); a timeout or an unusable body raises :class:`ProviderUnavailable`
+    (a token request is harmless to repeat).
+    """
+    headers = {"Authorization": basic, "Accept": "application/json"}
+    try:
+        response = phone.request(
+            "POST", url, data={"grant_type": "client_credentials"}, headers=headers
+        )
+    except AmbiguousSend as exc:
+        raise ProviderUnavailable(exc.message, phone=phone.name) from None
+    if response.status_code != 200:
+        error = to_exception(parse_error(response), phone)
+        if not isinstance(error, SendError):
+            error = AuthError(str(error), phone=phone.name)
+        error.message = f"token request refused: {error.message}"
+        raise error
+    try:
+        token = Token.from_response(response.json(), now())
+    except (ValueError, AttributeError) as exc:
+        raise ProviderUnavailable(
+            f"Orange token endpoint answered an unusable body ({exc})", phone=phone.name
+        ) from None
+    log.info("phone %s: new Orange access token", phone.name)
+    return token
 
 
 def credentials_key(token_url: str, authorization: str) -> str:
@@ -235,6 +275,16 @@ class StoreTokenCache:
             raise OSError(f"message store error ({type(exc).__name__})") from None
 
 
+def choose_token_cache(
+    given: TokenCache | None, enabled: bool, directory: str | None
+) -> tuple[TokenCache | None, bool]:
+    """A phone's persistent token cache (``given``, else a file cache unless disabled) and
+    whether the user chose it (an object, ``token_cache: false``, a directory): a chosen
+    cache is never replaced by the bridge's message store."""
+    cache = given if given is not None or not enabled else FileTokenCache(directory)
+    return cache, given is not None or not enabled or directory is not None
+
+
 class SharedToken:
     """The token of one set of credentials, shared by every phone using them."""
 
@@ -246,6 +296,11 @@ class SharedToken:
         self._last_error: SmsBridgeError | None = None
         self._failed_at = 0.0  # time.monotonic() of the last failed token request
         self.requests = 0  # token requests made by this process (observability)
+
+    @property
+    def current(self) -> Token | None:
+        """The token held in this process (fresh or not), if any."""
+        return self._token
 
     def get(
         self,

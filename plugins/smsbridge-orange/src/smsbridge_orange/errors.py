@@ -7,17 +7,20 @@ Orange answers errors in three body families (see docs/providers/orange.md):
    {"messageId": "SVC0004", "text": "... %1 ...", "variables": [...]}}}``;
 3. OAuth errors ``{"error": "invalid_client", "error_description": "..."}``.
 
-:func:`parse_error` reads any of them into an :class:`OrangeError` (code + the provider's
-own text, ``%1`` variables substituted); :func:`to_exception` picks the smsbridge class.
-Orange's exact SVC/POL identifiers are not all published, so OneAPI errors are classified
-by identifier first and then by the words of their variables/text.
+:func:`parse_error` reads any of them into an :class:`OrangeError` (code, the provider's
+own text with ``%1`` variables substituted, Retry-After); :func:`to_exception` maps it
+through the phone's :meth:`~smsbridge.phone.Phone.provider_error` (:data:`ERROR_CODES`,
+then the HTTP status). Orange's exact SVC/POL identifiers are not all published, so the
+generic ones (SVC0001, SVC0002, POL0001...) are classified by the words of their
+variables/text instead.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
@@ -31,15 +34,41 @@ from smsbridge.errors import (
     RateLimited,
     Rejected,
     SendError,
+    SmsBridgeError,
+    UnsupportedFeature,
 )
+from smsbridge.http import parse_retry_after
+from smsbridge.phone import ErrorRule, Phone, PreparedMessage, Submission
 
-__all__ = ["EXPIRED_TOKEN", "OrangeError", "parse_error", "to_exception"]
+__all__ = [
+    "ERROR_CODES",
+    "EXPIRED_TOKEN",
+    "ErrorMapper",
+    "OrangeError",
+    "parse_error",
+    "to_exception",
+]
 
 EXPIRED_TOKEN = 42
-AUTH_CODES = {40, 41, 42, 50}
-UNAVAILABLE_CODES = {1, 5}
-THROTTLE_CODES = {53}
-AUTH_OAUTH_ERRORS = {"invalid_client", "invalid_grant", "unauthorized_client", "access_denied"}
+
+#: Orange codes (gateway codes, OneAPI ids, OAuth errors) that settle the error class.
+ERROR_CODES: dict[str, ErrorRule] = {
+    "1": ProviderUnavailable,  # gateway: internal error
+    "5": ProviderUnavailable,  # gateway: service unavailable
+    "40": AuthError,  # missing credentials
+    "41": AuthError,  # invalid credentials
+    str(EXPIRED_TOKEN): AuthError,  # expired credentials (refreshed once first)
+    "50": AuthError,  # access denied
+    "53": RateLimited,  # too many requests
+    "SVC0004": InvalidRecipient,  # no valid addresses
+    "invalid_client": AuthError,
+    "invalid_grant": AuthError,
+    "unauthorized_client": AuthError,
+    "access_denied": AuthError,
+}
+
+#: Seconds to wait on a throttling answer without Retry-After.
+DEFAULT_RETRY_AFTER = 1.0
 
 _CREDIT = re.compile(
     r"credit|units?\b|bundle|balance|contract|expired|no valid|insufficient|solde", re.I
@@ -73,20 +102,10 @@ def _substitute(text: str, variables: list[Any]) -> str:
     return text
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def parse_error(response: requests.Response) -> OrangeError:
     """Read an Orange error response of any family (or a bare HTTP status)."""
     status = response.status_code
-    retry_after = _retry_after(response)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
     try:
         data: Any = response.json()
     except ValueError:
@@ -123,43 +142,80 @@ def parse_error(response: requests.Response) -> OrangeError:
     return OrangeError(status, "http", None, str(data)[:200], "", retry_after, data)
 
 
-def _int(code: str | None) -> int | None:
-    try:
-        return int(code) if code is not None else None
-    except ValueError:
-        return None
+def _by_words(err: OrangeError) -> tuple[type[SendError] | type[MessageError], str]:
+    """The class of a generic OneAPI id from its variables (else its text), and the text."""
+    words, text = err.detail or err.text, err.describe()
+    policy = err.family == "policy"
+    if policy and _THROTTLE.search(err.detail):
+        return RateLimited, text
+    if policy and _CREDIT.search(words):
+        return InsufficientCredit, text
+    if _SENDER.search(words):
+        return InvalidSender, f"{text}; is the sender name approved for this Orange account?"
+    if _ADDRESS.search(words):
+        return InvalidRecipient, text
+    return Rejected, text
 
 
-def to_exception(err: OrangeError, phone: str | None = None) -> SendError | MessageError:
-    """The smsbridge exception for an Orange error (keeps Orange's text and code)."""
-    message = err.describe()
-    kw: dict[str, Any] = {"phone": phone, "provider_code": err.code, "raw": err.raw}
-    code = _int(err.code) if err.family == "gateway" else None
-    if err.status == 429 or code in THROTTLE_CODES:
-        return RateLimited(message, retry_after=err.retry_after or 1.0, **kw)
-    if err.family == "oauth" and (err.code in AUTH_OAUTH_ERRORS or err.status in (400, 401, 403)):
-        return AuthError(message, **kw)
-    if code in AUTH_CODES or (err.family in ("http", "oauth") and err.status in (401, 403)):
-        return AuthError(message, **kw)
-    if err.status >= 500 or code in UNAVAILABLE_CODES:
-        return ProviderUnavailable(message, **kw)
-    if err.family in ("service", "policy"):
-        # Generic ids (SVC0001/SVC0002/POL0001) put the useful part in the variables.
-        words = err.detail or err.text
-        if err.code == "SVC0004":
-            return InvalidRecipient(message, provider_code=err.code)
-        if err.family == "policy" and _THROTTLE.search(err.detail or ""):
-            return RateLimited(message, retry_after=err.retry_after or 1.0, **kw)
-        if err.family == "policy" and _CREDIT.search(words):
-            return InsufficientCredit(message, **kw)
-        if _SENDER.search(words):
-            return InvalidSender(
-                f"{message}; is the sender name approved for this Orange account?",
-                provider_code=err.code,
-            )
-        if _ADDRESS.search(words):
-            return InvalidRecipient(message, provider_code=err.code)
-        return Rejected(message, **kw)
-    # gateway 22/27/60/61/62/68, bodiless 404s...: a client or configuration problem,
-    # not a verdict on this message.
-    return SendError(message, **kw)
+def _special(
+    err: OrangeError, codes: Mapping[Any, ErrorRule]
+) -> tuple[type[SendError] | type[MessageError], str] | None:
+    """The class where Orange's answer says more than its code and HTTP status, and the
+    text; None where ``codes``, then the HTTP status, decide (``Phone.provider_error``)."""
+    rule = codes.get(err.code) if err.code is not None else None
+    listed = rule if rule is None or isinstance(rule, type) else rule[0]
+    text, status = err.describe(), err.status
+    if status == 429 and listed not in (None, RateLimited):
+        return RateLimited, text  # throttling wins over the code
+    if status >= 500 and listed is not None and issubclass(listed, MessageError):
+        return ProviderUnavailable, text  # an outage is no verdict on the message
+    if listed is None and err.family == "oauth" and status == 400:
+        return AuthError, text  # a refused token request (invalid_request...)
+    if listed is None and err.family == "gateway" and status in (401, 403):
+        return SendError, text  # not one of Orange's credential codes
+    if listed is None and err.family in ("service", "policy") and status < 500 and status != 429:
+        return _by_words(err)
+    return None
+
+
+class ErrorMapper(Phone):
+    """A phone that sends nothing: Orange's mapping where no configured phone is at hand
+    (:func:`to_exception` given a phone's name)."""
+
+    plugin: ClassVar[str] = "orange"
+    ERROR_CODES: ClassVar[Mapping[Any, ErrorRule]] = ERROR_CODES
+
+    def submit(self, message: PreparedMessage) -> Submission:
+        raise UnsupportedFeature(f"{self.name}: an ErrorMapper sends nothing")
+
+
+def to_exception(err: OrangeError, phone: Phone | str | None = None) -> SmsBridgeError:
+    """The smsbridge exception for an Orange error (keeps Orange's text and code), built by
+    ``phone``'s ``provider_error``; a phone name (or None) maps with :data:`ERROR_CODES`.
+
+    Orange's own rules come first: a 429 is :class:`RateLimited` and a 5xx
+    :class:`ProviderUnavailable` whatever the code says about the message, an OAuth
+    refusal on 400 is an :class:`AuthError`, a gateway code not listed on 401/403 a plain
+    :class:`SendError`, a generic OneAPI id on a 4xx goes by its words. Throttling without
+    Retry-After waits one second.
+    """
+    if not isinstance(phone, Phone):
+        phone = ErrorMapper(phone or "orange")
+    retry_after = err.retry_after or DEFAULT_RETRY_AFTER
+    special = _special(err, phone.ERROR_CODES)
+    if special is None:
+        return phone.provider_error(
+            err.describe(),
+            code=err.code,
+            http_status=err.status,
+            retry_after=retry_after,
+            raw=err.raw,
+        )
+    # provider_error cannot be told the class: the same fields, built here
+    kind, text = special
+    if issubclass(kind, MessageError):
+        return kind(phone.redact(f"{text} (Orange error {err.code})"), provider_code=err.code)
+    fields: dict[str, Any] = {"phone": phone.name, "provider_code": err.code, "raw": err.raw}
+    if issubclass(kind, RateLimited):
+        return kind(phone.redact(text), retry_after=retry_after, **fields)
+    return kind(phone.redact(text), **fields)
