@@ -184,7 +184,7 @@ def run_demo(as_json: bool = False) -> int:
             say()
             say("5. Capability matrix")
             if not as_json:
-                from .cli import capability_rows, print_table
+                from .cli.output import capability_rows, print_table
 
                 rows, headers = capability_rows(bridge.capabilities())
                 keep = [

@@ -168,9 +168,8 @@ class IncomingMessage(_Value):
         (``template=``, ``context=``, ``locale=`` and send() fields accepted)."""
         if self.bridge is None:
             raise RuntimeError("this message is not attached to a bridge")
-        from .keywords import reply
-
-        return reply(self.bridge, self, body, **fields)
+        result: SendResult = self.bridge.reply(self, body, **fields)
+        return result
 
 
 @dataclass(frozen=True)

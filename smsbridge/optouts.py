@@ -10,7 +10,7 @@
   ``opt_out=True``) adds the number too.
 
 Entries live in an :class:`OptOutStore`: :class:`MemoryOptOutStore`, or
-:class:`smsbridge.store_extras.SqlOptOutStore` in the message store's database.
+:class:`smsbridge.store.features.SqlOptOutStore` in the message store's database.
 
 YAML (every key optional)::
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -41,6 +40,7 @@ from .keywords import REPLY_TAG, KeywordMessage, keywords_for
 from .message import OutgoingMessage, SendResult, new_id, utcnow
 from .numbers import normalize
 from .status import Status
+from .store.records import OptOut
 
 __all__ = [
     "DEFAULT_START",
@@ -81,26 +81,6 @@ DEFAULT_STOP = (
 DEFAULT_START = ("START", "UNSTOP")
 
 Source = Literal["keyword", "provider", "manual"]
-
-
-@dataclass(frozen=True)
-class OptOut:
-    """One number that asked not to receive messages."""
-
-    number: str  # E.164
-    at: datetime = field(default_factory=utcnow)
-    keyword: str | None = None  # STOP keyword, or the provider's error code
-    phone: str | None = None  # the phone that received the STOP / refused the send
-    source: str = "manual"  # keyword | provider | manual
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "number": self.number,
-            "at": self.at.isoformat(),
-            "keyword": self.keyword,
-            "phone": self.phone,
-            "source": self.source,
-        }
 
 
 @runtime_checkable
@@ -160,12 +140,12 @@ class MemoryOptOutStore:
 
 def open_optout_store(target: Any = None) -> OptOutStore:
     """A store for ``target``: None → memory; an SQLAlchemy URL, engine, or a message
-    store with an ``engine`` → :class:`~smsbridge.store_extras.SqlOptOutStore`."""
+    store with an ``engine`` → :class:`~smsbridge.store.features.SqlOptOutStore`."""
     if target is None:
         return MemoryOptOutStore()
     if isinstance(target, OptOutStore):
         return target
-    from .store_extras import SqlOptOutStore, engine_for
+    from .store.features import SqlOptOutStore, engine_for
 
     return SqlOptOutStore(engine_for(target))
 

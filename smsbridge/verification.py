@@ -39,10 +39,10 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -50,6 +50,7 @@ from .config import validate_section
 from .errors import AmbiguousSend, ConfigError, MessageError, SendError, SmsBridgeError
 from .message import SendResult, new_id, utcnow
 from .numbers import normalize
+from .store.records import Throttle, VerificationRecord, plan_issue
 
 __all__ = [
     "MemoryVerificationStore",
@@ -107,64 +108,6 @@ class VerificationSettings(BaseModel):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("secret must be at least 16 characters")
         return value
-
-
-@dataclass(frozen=True)
-class VerificationRecord:
-    """The stored state of the latest code sent to a number (never the code itself)."""
-
-    number: str
-    purpose: str
-    record_id: str
-    digest: str  # hex HMAC-SHA256
-    salt: str  # hex
-    sent_at: datetime
-    expires_at: datetime
-    window_started_at: datetime
-    attempts: int = 0
-    sends: int = 1
-    used_at: datetime | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"VerificationRecord(number={self.number!r}, purpose={self.purpose!r}, "
-            f"attempts={self.attempts}, used={self.used_at is not None})"
-        )
-
-
-@dataclass(frozen=True)
-class Throttle:
-    """Why a new code cannot be sent yet."""
-
-    reason: Literal["cooldown", "too_many"]
-    retry_after: float  # seconds
-
-
-def plan_issue(
-    existing: VerificationRecord | None,
-    record: VerificationRecord,
-    *,
-    cooldown: timedelta,
-    window: timedelta,
-    max_sends: int,
-) -> Throttle | VerificationRecord:
-    """The record to store in place of ``existing``, or the :class:`Throttle` refusing it.
-
-    ``record.sent_at`` is "now". Shared by every :class:`VerificationStore`.
-    """
-    now = record.sent_at
-    if existing is not None:
-        wait = (existing.sent_at + cooldown - now).total_seconds()
-        if wait > 0:
-            return Throttle("cooldown", wait)
-        window_end = existing.window_started_at + window
-        if window_end > now:
-            if existing.sends >= max_sends:
-                return Throttle("too_many", (window_end - now).total_seconds())
-            return replace(
-                record, sends=existing.sends + 1, window_started_at=existing.window_started_at
-            )
-    return replace(record, sends=1, window_started_at=now)
 
 
 @runtime_checkable
@@ -475,7 +418,7 @@ def open_verification_store(target: Any = None) -> VerificationStore:
         return MemoryVerificationStore()
     if isinstance(target, VerificationStore):
         return target
-    from .store_extras import SqlVerificationStore, engine_for
+    from .store.features import SqlVerificationStore, engine_for
 
     return SqlVerificationStore(engine_for(target))
 

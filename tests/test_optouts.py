@@ -303,7 +303,7 @@ def test_processes_starting_together_create_the_tables_once(pg_engine: Any) -> N
     script = (
         "import sys\n"
         "from smsbridge.optouts import OptOut\n"
-        "from smsbridge.store_extras import SqlOptOutStore\n"
+        "from smsbridge.store.features import SqlOptOutStore\n"
         "print('ready', flush=True)\n"
         "sys.stdin.readline()\n"  # all processes go at once
         "SqlOptOutStore(sys.argv[1]).add(OptOut('+22507010203' + sys.argv[2].zfill(2)))\n"
@@ -463,7 +463,7 @@ def test_every_new_engine_gets_its_tables_and_collected_engines_are_forgotten(
 
     import sqlalchemy as sa
 
-    from smsbridge.store_extras import _created, ensure_tables
+    from smsbridge.store.features import _created, ensure_tables
 
     seen: set[int] = set()
     reused = False

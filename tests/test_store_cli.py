@@ -13,7 +13,7 @@ import pytest
 
 import smsbridge
 from smsbridge.cli import main
-from smsbridge.cli_store import parse_since
+from smsbridge.cli.store import parse_since
 
 sys.path.insert(0, str(Path(__file__).parent))
 pytest.register_assert_rewrite("conftest_store")

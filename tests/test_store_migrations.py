@@ -123,7 +123,7 @@ def test_upgrade_from_the_previous_version_keeps_data(store_url: str) -> None:
 
 def legacy_extras_metadata() -> MetaData:
     """The opt-out and verification tables as ``create_all`` made them before v3
-    (a frozen copy of the old smsbridge.store_extras definitions)."""
+    (a frozen copy of the old smsbridge.store.features definitions)."""
     tz = DateTime(timezone=True)
     meta = MetaData()
     Table(
@@ -158,7 +158,7 @@ def test_upgrade_from_v2_keeps_data(store_url: str, legacy_tables: bool) -> None
     """v2 → v3: the outbox rows stay; opt-outs and verification codes that the old
     ``create_all`` kept in the store's database stay too (the migration adopts them)."""
     from smsbridge.optouts import OptOut
-    from smsbridge.store_extras import SqlOptOutStore, SqlVerificationStore
+    from smsbridge.store.features import SqlOptOutStore, SqlVerificationStore
 
     engine = make_engine(store_url)
     assert migrate.upgrade(engine, "0002_outbox")
@@ -220,7 +220,7 @@ def test_upgrade_from_v2_keeps_data(store_url: str, legacy_tables: bool) -> None
 
 def test_downgrade_from_v3_keeps_the_optouts(store_url: str) -> None:
     from smsbridge.optouts import OptOut
-    from smsbridge.store_extras import SqlOptOutStore
+    from smsbridge.store.features import SqlOptOutStore
 
     store = open_store(store_url)
     SqlOptOutStore(store.engine).add(OptOut("+2250701020304"))

@@ -191,7 +191,7 @@ def test_hash_at_rest(bridge: smsbridge.Bridge, make: Make, target: Any) -> None
     else:
         from sqlalchemy import select
 
-        from smsbridge.store_extras import verifications_table
+        from smsbridge.store.features import verifications_table
 
         store_engine = verifier.store.engine  # type: ignore[attr-defined]
         with store_engine.connect() as conn:

@@ -1,7 +1,8 @@
 """Scale-out on Celery: outbox messages sent by Celery workers on many machines.
 
-A package: :mod:`.tasks` holds the tasks and dispatch, :mod:`.app` the apps; the
-``queue:`` settings are :mod:`smsbridge.config.queue`.
+A package: :mod:`.tasks` holds the tasks and dispatch, :mod:`.apps` the apps (``.app``
+is the ready-made app itself, for ``celery -A``); the ``queue:`` settings are
+:mod:`smsbridge.config.queue`.
 
 The outbox (the message store) stays the source of truth; Celery only carries message
 ids. The producer stores a message (``bridge.enqueue``) and dispatches a task holding its
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.queue import QUEUE_KEYS, QueueSettings, parse_queue_settings
 from ..config.queue import load_with_queue as load_config
 from ..outbox import ClaimLost
-from .app import app_from_yaml, enqueue, enqueue_many, from_config, install
+from .apps import app_from_yaml, enqueue, enqueue_many, from_config, install
 from .tasks import Outcome, SmsbridgeTasks, TaskFailed, tasks_for
 
 if TYPE_CHECKING:

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from datetime import datetime
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Literal
 
+from ..clock import utcnow
 from ..message import Attempt, OutgoingMessage
 from ..status import Status
 
-__all__ = ["ClaimOutcome", "ClaimedMessage", "HistoryEntry", "OutboxEntry", "StoredMessage"]
+__all__ = [
+    "ClaimOutcome",
+    "ClaimedMessage",
+    "HistoryEntry",
+    "OptOut",
+    "OutboxEntry",
+    "StoredMessage",
+    "Throttle",
+    "VerificationRecord",
+    "plan_issue",
+]
 
 
 def _plain(value: Any) -> Any:
@@ -117,3 +128,83 @@ class StoredMessage(_Record):
     lease_until: datetime | None = None
     attempts: Sequence[Attempt] = ()
     history: Sequence[HistoryEntry] = ()
+
+
+# ---------------------------------------------------------------------- opt-outs
+@dataclass(frozen=True)
+class OptOut:
+    """One number that asked not to receive messages."""
+
+    number: str  # E.164
+    at: datetime = field(default_factory=utcnow)
+    keyword: str | None = None  # STOP keyword, or the provider's error code
+    phone: str | None = None  # the phone that received the STOP / refused the send
+    source: str = "manual"  # keyword | provider | manual
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "at": self.at.isoformat(),
+            "keyword": self.keyword,
+            "phone": self.phone,
+            "source": self.source,
+        }
+
+
+# ---------------------------------------------------------------------- verification codes
+@dataclass(frozen=True)
+class VerificationRecord:
+    """The stored state of the latest code sent to a number (never the code itself)."""
+
+    number: str
+    purpose: str
+    record_id: str
+    digest: str  # hex HMAC-SHA256
+    salt: str  # hex
+    sent_at: datetime
+    expires_at: datetime
+    window_started_at: datetime
+    attempts: int = 0
+    sends: int = 1
+    used_at: datetime | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"VerificationRecord(number={self.number!r}, purpose={self.purpose!r}, "
+            f"attempts={self.attempts}, used={self.used_at is not None})"
+        )
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """Why a new code cannot be sent yet."""
+
+    reason: Literal["cooldown", "too_many"]
+    retry_after: float  # seconds
+
+
+def plan_issue(
+    existing: VerificationRecord | None,
+    record: VerificationRecord,
+    *,
+    cooldown: timedelta,
+    window: timedelta,
+    max_sends: int,
+) -> Throttle | VerificationRecord:
+    """The record to store in place of ``existing``, or the :class:`Throttle` refusing it.
+
+    ``record.sent_at`` is "now". Shared by every :class:`VerificationStore`.
+    """
+    now = record.sent_at
+    if existing is not None:
+        wait = (existing.sent_at + cooldown - now).total_seconds()
+        if wait > 0:
+            return Throttle("cooldown", wait)
+        window_end = existing.window_started_at + window
+        if window_end > now:
+            if existing.sends >= max_sends:
+                return Throttle("too_many", (window_end - now).total_seconds())
+            return replace(
+                record, sends=existing.sends + 1, window_started_at=existing.window_started_at
+            )
+    return replace(record, sends=1, window_started_at=now)

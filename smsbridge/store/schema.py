@@ -218,7 +218,7 @@ incoming = Table(
     Index("ix_smsbridge_incoming_received", "received_at"),
 )
 
-# v3: the opt-out list and verification codes (smsbridge.store_extras). Created by
+# v3: the opt-out list and verification codes (smsbridge.store.features). Created by
 # ``create_all`` before v3: the migration keeps tables that already exist, so these
 # definitions (names of the index and unique constraint included) must not change.
 optouts = Table(

@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, bridge: Bridge) -> int:
-    from .server import serve
+    from ..webhooks.server import serve
 
     serve(
         bridge,

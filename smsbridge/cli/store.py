@@ -11,13 +11,14 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, SmsBridgeError
-from .status import Status
-from .store.sql import SqlStore
+from ..errors import ConfigError, SmsBridgeError
+from ..status import Status
+from ..store.sql import SqlStore
+from .output import emit_json, print_table
 
 if TYPE_CHECKING:
-    from .bridge import Bridge
-    from .store.records import StoredMessage
+    from ..bridge import Bridge
+    from ..store.records import StoredMessage
 
 __all__ = ["parse_since", "register"]
 
@@ -127,18 +128,6 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
-def _emit(data: Any) -> None:
-    from .cli import emit_json
-
-    emit_json(data)
-
-
-def _table(rows: list[list[Any]], headers: list[str]) -> None:
-    from .cli import print_table
-
-    print_table(rows, headers)
-
-
 def _note(m: StoredMessage) -> str:
     if m.status is Status.pending and m.send_at and m.send_at > datetime.now(UTC):
         return f"scheduled {_when(m.send_at)}"
@@ -159,7 +148,7 @@ def cmd_outbox(args: argparse.Namespace, bridge: Bridge) -> int:
         limit=args.limit,
     )
     if args.json:
-        _emit([m.to_dict() for m in messages])
+        emit_json([m.to_dict() for m in messages])
         return 0
     rows = [
         [
@@ -174,20 +163,20 @@ def cmd_outbox(args: argparse.Namespace, bridge: Bridge) -> int:
         ]
         for m in messages
     ]
-    _table(rows, ["id", "created (UTC)", "to", "phone", "status", "segs", "tag", "note"])
+    print_table(rows, ["id", "created (UTC)", "to", "phone", "status", "segs", "tag", "note"])
     return 0
 
 
 def cmd_inbox(args: argparse.Namespace, bridge: Bridge) -> int:
     messages = _store(bridge).list_incoming(phone=args.phone, since=args.since, limit=args.limit)
     if args.json:
-        _emit([m.to_dict() for m in messages])
+        emit_json([m.to_dict() for m in messages])
         return 0
     rows = [
         [_when(m.received_at), m.phone, m.sender, _short(m.body, 50), m.provider_id or "-"]
         for m in messages
     ]
-    _table(rows, ["received (UTC)", "phone", "from", "body", "provider id"])
+    print_table(rows, ["received (UTC)", "phone", "from", "body", "provider id"])
     return 0
 
 
@@ -209,7 +198,7 @@ def cmd_status(args: argparse.Namespace, bridge: Bridge) -> int:
     if message is None:
         raise SmsBridgeError(f"no outgoing message '{wanted}' in the store")
     if args.json:
-        _emit(message.to_dict())
+        emit_json(message.to_dict())
         return 0
     fields = [
         ("message id", message.message_id),
@@ -232,7 +221,7 @@ def cmd_status(args: argparse.Namespace, bridge: Bridge) -> int:
     for key, value in fields:
         print(f"{key.ljust(width)}  {value}")
     print()
-    _table(
+    print_table(
         [
             [
                 _when(h.at),
@@ -247,7 +236,7 @@ def cmd_status(args: argparse.Namespace, bridge: Bridge) -> int:
     )
     if message.attempts:
         print()
-        _table(
+        print_table(
             [[_when(a.at), a.phone, a.error or "ok", a.retries] for a in message.attempts],
             ["tried (UTC)", "phone", "outcome", "retries"],
         )
@@ -255,7 +244,7 @@ def cmd_status(args: argparse.Namespace, bridge: Bridge) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, bridge: Bridge) -> int:
-    from .worker import Worker
+    from ..worker import Worker
 
     _store(bridge)
     try:
@@ -273,8 +262,8 @@ def cmd_worker(args: argparse.Namespace, bridge: Bridge) -> int:
     print(f"smsbridge worker {worker.worker_id}: {mode}", file=sys.stderr, flush=True)
     stats = worker.run(once=args.once)
     if args.json:
-        _emit(stats.to_dict())
+        emit_json(stats.to_dict())
     else:
         data = stats.to_dict()
-        _table([[k, v] for k, v in data.items() if v], ["outcome", "count"])
+        print_table([[k, v] for k, v in data.items() if v], ["outcome", "count"])
     return 0

@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .errors import ConfigError
-from .folding import encode_text
-from .optouts import MemoryOptOutStore, OptOutList, optouts_for
-from .templates import templates_for
+from ..errors import ConfigError
+from ..folding import encode_text
+from ..optouts import MemoryOptOutStore, OptOutList, optouts_for
+from ..templates import templates_for
+from .output import emit_json, print_table
 
 __all__ = ["optouts_of", "parse_vars", "register", "var_arg"]
 
@@ -73,8 +74,6 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_templates(args: argparse.Namespace, bridge: Any) -> int:
-    from .cli import emit_json, print_table
-
     library = templates_for(bridge)
     if args.slug:
         rendered = library.render(args.slug, parse_vars(args.var), args.locale)
@@ -138,7 +137,7 @@ def optouts_of(bridge: Any) -> OptOutList:
     optouts = optouts_for(bridge)
     if optouts is not None and not isinstance(optouts.store, MemoryOptOutStore):
         return optouts
-    from .store_extras import SqlOptOutStore
+    from ..store.features import SqlOptOutStore
 
     config = getattr(bridge, "config", None)
     region = getattr(config, "default_region", None)
@@ -146,8 +145,6 @@ def optouts_of(bridge: Any) -> OptOutList:
 
 
 def cmd_optouts(args: argparse.Namespace, bridge: Any) -> int:
-    from .cli import emit_json, print_table
-
     optouts = optouts_of(bridge)
     if args.action in ("add", "remove") and not args.number:
         raise ConfigError(f"optouts {args.action} needs a NUMBER")

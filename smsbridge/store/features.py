@@ -1,10 +1,10 @@
 """SQL persistence for the opt-out list and verification codes (SQLAlchemy Core).
 
 The tables (:mod:`smsbridge.store.schema`, ``smsbridge_optouts`` and
-``smsbridge_verifications``) belong to the message store's migrations, so a store's
-database already has them. Given any other SQLAlchemy URL or engine, they are created on
-first use (``create_all`` of these two tables only, idempotent; a message store opened on
-that database later keeps them). SQLite and PostgreSQL are tested.
+``smsbridge_verifications``) belong to the message store's Alembic migrations, so a
+store's database already has them. Given any other SQLAlchemy URL or engine, the
+migrations are run on it on first use (idempotent; concurrent starters serialise on the
+migration lock). SQLite and PostgreSQL are tested.
 
 Concurrency: every state change is one conditional ``UPDATE`` (``attempts < max``,
 ``used_at IS NULL``, ``record_id = expected``) or an ``INSERT`` guarded by the primary
@@ -24,10 +24,10 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from .optouts import OptOut
-from .store.schema import optouts as optouts_table
-from .store.schema import verifications as verifications_table
-from .verification import Throttle, VerificationRecord, plan_issue
+from . import migrate
+from .records import OptOut, Throttle, VerificationRecord, plan_issue
+from .schema import optouts as optouts_table
+from .schema import verifications as verifications_table
 
 __all__ = [
     "SqlOptOutStore",
@@ -65,22 +65,22 @@ def engine_for(target: Any) -> Engine:
 
 def _make_engine(url: str) -> Engine:
     # The message store's engine set-up: URL checks, psycopg 3, SQLite WAL and timeouts.
-    from .store.sql import make_engine
+    from .sql import make_engine
 
     return make_engine(url)
 
 
 def ensure_tables(engine: Engine) -> None:
-    """Create the tables if missing. Processes starting together race on ``CREATE TABLE``
-    (PostgreSQL: duplicate type/table; SQLite: table exists): the loser retries, and its
-    ``checkfirst`` then sees the winner's tables."""
+    """Bring the database to the store's schema (the Alembic migrations), once per
+    engine. Processes starting together race on the first migration (SQLite: a locked
+    database; PostgreSQL: the advisory lock is taken after ``alembic_version`` may be
+    created): the loser retries, and then finds the schema current."""
     with _created_lock:
         if engine in _created:
             return
         for attempt in range(5):
             try:
-                tables = [optouts_table, verifications_table]
-                optouts_table.metadata.create_all(engine, tables=tables, checkfirst=True)
+                migrate.upgrade(engine)
                 break
             except DBAPIError:
                 if attempt == 4:
