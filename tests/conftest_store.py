@@ -55,9 +55,9 @@ def postgres_base_url() -> str:
 def _pg_admin(url: str, sql: str) -> None:
     from sqlalchemy import create_engine, text
 
-    from smsbridge.store.sql import _normalise_url
+    from smsbridge.store.engine import normalise_url
 
-    engine = create_engine(_normalise_url(url), isolation_level="AUTOCOMMIT")
+    engine = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             conn.execute(text(sql))

@@ -1,0 +1,62 @@
+"""The store as a :class:`~smsbridge.cache.KeyValueCache` (table ``smsbridge_cache``)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import (
+    delete,
+    select,
+)
+
+from ..message import (
+    utcnow,
+)
+from .base import SqlBase
+from .schema import cache
+
+__all__ = ["KeyValueRecords"]
+
+log = logging.getLogger("smsbridge.store")
+
+
+class KeyValueRecords(SqlBase):
+    """Short-lived values shared by every process using the store (e.g. access tokens)."""
+
+    # ------------------------------------------------------------------ key-value cache
+    def cache_get(self, namespace: str, key: str) -> tuple[str, datetime] | None:
+        """The value stored under (``namespace``, ``key``) and when it expires; None
+        when there is none or it has expired."""
+        c = cache
+        query = select(c.c.value, c.c.expires_at).where(
+            c.c.namespace == namespace, c.c.key == key, c.c.expires_at > utcnow()
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (row.value, row.expires_at)
+
+    def cache_set(self, namespace: str, key: str, value: str, expires_at: datetime) -> None:
+        """Store ``value`` until ``expires_at`` (replacing any value under that key); the
+        namespace's expired entries are dropped on the way."""
+        c = cache
+        stmt = self._insert(c).values(
+            namespace=namespace, key=key, value=value, expires_at=expires_at
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[c.c.namespace, c.c.key],
+            set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
+        )
+        with self._write() as conn:
+            conn.execute(
+                delete(c).where(
+                    c.c.namespace == namespace, c.c.key != key, c.c.expires_at <= utcnow()
+                )
+            )
+            conn.execute(stmt)
+
+    def cache_delete(self, namespace: str, key: str) -> None:
+        """Forget the value under (``namespace``, ``key``), if any."""
+        c = cache
+        with self._write() as conn:
+            conn.execute(delete(c).where(c.c.namespace == namespace, c.c.key == key))
