@@ -41,7 +41,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .config import line_of
 from .errors import ConfigError, MessageError
-from .message import OutgoingMessage, SendResult
+from .message import SendResult
 
 __all__ = [
     "DEFAULT",
@@ -514,36 +514,13 @@ def install(
 
 
 def template_fields(rendered: RenderedTemplate, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Message fields for a templated send: the slug and locale go with the message.
-
-    With ``template``/``locale`` fields on :class:`OutgoingMessage` they are set there;
-    otherwise in ``metadata`` (``template``, ``template_locale``).
-    """
+    """Message fields for a templated send: the slug and the locale used go with the
+    message (:attr:`OutgoingMessage.template`, :attr:`OutgoingMessage.locale`), and the
+    store keeps them."""
     out = dict(fields)
-    names = {f.name for f in dataclasses.fields(OutgoingMessage)}
-    if "template" in names and "locale" in names:
-        out.setdefault("template", rendered.slug)
-        out.setdefault("locale", rendered.locale)
-    else:
-        metadata = dict(out.get("metadata") or {})
-        metadata.setdefault("template", rendered.slug)
-        metadata.setdefault("template_locale", rendered.locale)
-        out["metadata"] = metadata
+    out.setdefault("template", rendered.slug)
+    out.setdefault("locale", rendered.locale)
     return out
-
-
-def _apply_encoding(text: str, fields: dict[str, Any]) -> str:
-    """Per-message ``encoding``/``fold_accents`` while OutgoingMessage lacks those fields."""
-    names = {f.name for f in dataclasses.fields(OutgoingMessage)}
-    if "encoding" in names and "fold_accents" in names:
-        return text
-    encoding = fields.pop("encoding", None)
-    fold_accents = fields.pop("fold_accents", None)
-    if not encoding and not fold_accents:
-        return text
-    from .folding import encode_text
-
-    return encode_text(text, encoding, fold_accents).text
 
 
 def send_template(
@@ -560,7 +537,5 @@ def send_template(
     Template errors raise before anything is sent.
     """
     rendered = templates_for(bridge).render(slug, context, locale)
-    message_fields = template_fields(rendered, fields)
-    text = _apply_encoding(rendered.text, message_fields)
-    result: SendResult = bridge.send(to, text, **message_fields)
+    result: SendResult = bridge.send(to, rendered.text, **template_fields(rendered, fields))
     return result

@@ -23,7 +23,7 @@ pytest.register_assert_rewrite("conftest_store")
 pytest_plugins = ("conftest_store",)  # fixtures: store_url, pg_url, bridges
 from conftest_store import config_text, make_bridge  # noqa: E402
 
-HEAD = "0003_extras"
+HEAD = "0004_template"
 
 
 def schema_diff(url: str) -> list[object]:

@@ -270,3 +270,24 @@ def test_send_with_idempotency_key_sends_once(bridges: Any, store_url: str, tmp_
     second = bridge.send(TO, "Votre code: 1234", idempotency_key="otp-7")
     assert second.message_id == first.message_id and second.provider_id == first.provider_id
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_template_slug_and_locale_are_stored_with_the_message(bridges: Any, store_url: str) -> None:
+    """send_template's slug and locale land in the store (direct sends and the outbox)."""
+    from smsbridge.templates import Template
+    from smsbridge.worker import Worker
+
+    bridge = bridges(config_text(store_url, "  dev:\n    plugin: dummy\n"))
+    bridge.templates.add(Template("hello", {"fr": "Bonjour {{ name }}", "en": "Hello {{ name }}"}))
+    result = bridge.send_template("+2250701020304", "hello", {"name": "Awa"}, locale="fr_CI")
+    assert (result.template, result.locale) == ("hello", "fr")
+    stored = bridge.store.get_message(result.message_id)
+    assert (stored.template, stored.locale) == ("hello", "fr")
+    assert bridge.store.get_result(result.message_id).template == "hello"
+    plain = bridge.send("+2250701020304", "no template")
+    assert bridge.store.get_message(plain.message_id).template is None
+
+    queued = bridge.enqueue("+2250701020304", "Hello Awa", template="hello", locale="en")
+    Worker(bridge).run(once=True)
+    done = bridge.store.get_result(queued)
+    assert done.status.value == "queued" and (done.template, done.locale) == ("hello", "en")

@@ -147,6 +147,8 @@ class SqlBase:
             "sending_since": None,
             "claims": 0,
             "polled_at": None,
+            "template": message.template,
+            "locale": message.locale,
         }
 
     def _ids_for_keys(self, conn: Connection, keys: Iterable[str]) -> dict[str, str]:

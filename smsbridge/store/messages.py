@@ -283,6 +283,8 @@ class MessageRecords(SqlBase):
                     o.c.encoding,
                     o.c.error,
                     o.c.raw,
+                    o.c.template,
+                    o.c.locale,
                 ).where(o.c.id == message_id)
             ).first()
             if row is None:
@@ -299,4 +301,6 @@ class MessageRecords(SqlBase):
             error=error_from_json(row.error),
             attempts=tuple(tried),
             raw=row.raw,
+            template=row.template,
+            locale=row.locale,
         )

@@ -115,6 +115,8 @@ class Queries(SqlBase):
             lease_until=row.lease_until,
             attempts=tuple(tried),
             history=tuple(entries),
+            template=row.template,
+            locale=row.locale,
         )
 
     def list_outgoing(

@@ -128,6 +128,8 @@ class StoredMessage(_Record):
     lease_until: datetime | None = None
     attempts: Sequence[Attempt] = ()
     history: Sequence[HistoryEntry] = ()
+    template: str | None = None  # the template slug (send_template)
+    locale: str | None = None  # the template locale actually used
 
 
 # ---------------------------------------------------------------------- opt-outs

@@ -82,6 +82,8 @@ def message_of(row: Any) -> OutgoingMessage:
         metadata=dict(row.meta or {}),
         idempotency_key=row.idempotency_key,
         send_at=row.send_at,
+        template=row.template,
+        locale=row.locale,
     )
 
 
@@ -102,6 +104,8 @@ MESSAGE_COLUMNS = (
     outgoing.c.claim_token,
     outgoing.c.lease_until,
     outgoing.c.claims,
+    outgoing.c.template,
+    outgoing.c.locale,
 )
 
 

@@ -125,6 +125,9 @@ outgoing = Table(
     Column("sending_since", UTCDateTime()),
     Column("claims", Integer, nullable=False, server_default=text("0")),
     Column("polled_at", UTCDateTime()),
+    # v4: the template slug and the locale actually used (send_template)
+    Column("template", String(128)),
+    Column("locale", String(35)),
     UniqueConstraint("id", name="uq_smsbridge_outgoing_id"),
     UniqueConstraint("idempotency_key", name="uq_smsbridge_outgoing_idempotency_key"),
     Index("ix_smsbridge_outgoing_provider", "phone", "provider_id"),
