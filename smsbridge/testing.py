@@ -97,8 +97,9 @@ class PhoneContract:
     Attributes to set:
 
     - ``recipient``: a valid E.164 number the fake accepts.
-    - ``error_cases``: case name → the :class:`SendError` subclass a send must raise
-      after :meth:`arrange_error` prepared that case (retries are disabled for these).
+    - ``error_cases``: case name → the exact :class:`SendError` class (a plain
+      ``SendError`` means exactly that, not a subclass) a send must raise after
+      :meth:`arrange_error` prepared that case (retries are disabled for these).
     - ``status_cases``: (raw provider status, expected :class:`Status`) pairs.
     """
 
@@ -116,7 +117,12 @@ class PhoneContract:
         raise NotImplementedError
 
     def assert_provider_received(self, phone: Phone, result: SendResult, body: str) -> None:
-        """Assert the fake provider really got the message (override; default: nothing)."""
+        """Assert the fake provider really got the message (its recipient and ``body``),
+        from what the fake recorded. Required: a contract that only trusts the phone's
+        own answer cannot catch a phone that sends nothing."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement assert_provider_received"
+        )
 
     def status_request(self, phone: Phone, provider_id: str, raw_status: str) -> WebhookRequest:
         """A status callback request as the provider would send it (webhook phones)."""
@@ -172,8 +178,10 @@ class PhoneContract:
         for case, expected in self.error_cases.items():
             with self.phone_ctx(retries=0) as phone:
                 self.arrange_error(phone, case)
-                with pytest.raises(expected) as info:
+                with pytest.raises(SendError) as info:
                     phone.send(self.message(f"error case {case}"))
+                got = type(info.value)
+                assert got is expected, f"{case}: raised {got.__name__}, want {expected.__name__}"
                 assert info.value.phone == phone.name, case
                 for secret in phone.secrets():
                     assert secret not in str(info.value), f"{case}: secret leaked in error"

@@ -121,3 +121,22 @@ def test_simulated_reports_carry_the_token_without_public_url() -> None:
     assert [r.provider_id for r in reports] == [result.provider_id]
     assert phone.simulate_inbound("+33612345679", "hi").status == 200
     bridge.close()
+
+
+def test_the_contract_wants_the_exact_error_class() -> None:
+    """A phone raising a subclass where the contract expects a plain SendError fails it."""
+    from smsbridge.errors import SendError
+
+    class Lenient(TestDummyContract):
+        error_cases = {"RateLimited": SendError}
+
+    with pytest.raises(AssertionError, match="raised RateLimited, want SendError"):
+        Lenient().test_error_mapping()
+
+
+def test_the_contract_requires_a_provider_side_check() -> None:
+    class Trusting(TestDummyContract):
+        assert_provider_received = PhoneContract.assert_provider_received
+
+    with pytest.raises(NotImplementedError, match="must implement assert_provider_received"):
+        Trusting().test_send_happy_path()

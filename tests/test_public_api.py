@@ -2,53 +2,68 @@
 
 from __future__ import annotations
 
+import re
+import types
+from pathlib import Path
+
+import pytest
+
 import smsbridge
 import smsbridge.errors as errors
 
-EXPECTED = {
-    "AmbiguousSend",
-    "Attempt",
-    "AuthError",
-    "Balance",
-    "Bridge",
-    "Capabilities",
-    "ConfigError",
-    "HttpPhone",
-    "IncomingMessage",
-    "InsufficientCredit",
-    "InvalidRecipient",
-    "InvalidSender",
-    "MessageError",
-    "MessageTooLong",
-    "OutgoingMessage",
-    "Phone",
-    "PhoneOptions",
-    "PreparedMessage",
-    "ProviderUnavailable",
-    "RateLimited",
-    "Rejected",
-    "RoutingError",
-    "SendError",
-    "SendResult",
-    "SmsBridgeError",
-    "Status",
-    "StatusReport",
-    "Submission",
-    "UnsupportedFeature",
-    "WebhookAuthError",
-    "WebhookError",
-    "WebhookParseError",
-    "WebhookRequest",
-    "WebhookResponse",
-    "__version__",
-    "load",
-}
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_all_is_exactly_the_public_api() -> None:
-    assert set(smsbridge.__all__) == EXPECTED
+def public_names() -> set[str]:
+    """What ``import smsbridge`` exposes: every attribute not private and not a submodule."""
+    return {
+        name
+        for name, value in vars(smsbridge).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and type(value).__module__ != "__future__"  # `from __future__ import annotations`
+    } | {"__version__"}
+
+
+def documented_text() -> str:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    return "\n".join(page.read_text(encoding="utf-8") for page in pages)
+
+
+def test_all_is_exactly_what_the_package_exposes() -> None:
+    assert set(smsbridge.__all__) == public_names()
     for name in smsbridge.__all__:
         assert hasattr(smsbridge, name), name
+
+
+def test_every_public_name_is_documented() -> None:
+    text = documented_text()
+    undocumented = sorted(
+        name
+        for name in smsbridge.__all__
+        if not re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", text)
+    )
+    assert undocumented == [], "public names no page of docs/ or the README mentions"
+    for name in smsbridge.__all__:
+        value = getattr(smsbridge, name)
+        if isinstance(value, type) or callable(value):
+            assert (value.__doc__ or "").strip(), f"{name} has no docstring"
+
+
+def test_every_error_is_importable_from_smsbridge() -> None:
+    defined = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type)
+        and issubclass(value, Exception)
+        and value.__module__ == errors.__name__
+    }
+    assert defined <= set(smsbridge.__all__), defined - set(smsbridge.__all__)
+
+
+def test_the_checks_catch_an_undocumented_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(smsbridge, "Sneaky", type("Sneaky", (), {"__doc__": "x"}), raising=False)
+    assert "Sneaky" in public_names() and "Sneaky" not in smsbridge.__all__
 
 
 def test_error_tree_matches_the_design() -> None:
