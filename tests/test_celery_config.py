@@ -8,9 +8,8 @@ import json
 import logging
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from smsbridge import ConfigError, InvalidRecipient, Status
 from smsbridge.celery import QueueSettings, SmsbridgeTasks, app_from_yaml, load_config
+from smsbridge.clock import FakeClock
 from smsbridge.message import utcnow
 
 PHONES = """
@@ -239,10 +239,11 @@ def test_run_leaves_a_message_another_worker_holds(tasks: SmsbridgeTasks, tmp_pa
 def _lost(tasks: SmsbridgeTasks, message_id: str, *, handed_over: bool) -> None:
     """As if a worker claimed the message and died (before/after the provider call)."""
     store = tasks.bridge.store
+    clock = store.clock = FakeClock(datetime.now(UTC))
     assert store.claim_one(message_id, owner="dead", lease=0.2).state == "claimed"
     if handed_over:
         assert store.mark_sending(message_id, "dead", lease=0.2)
-    time.sleep(0.3)
+    clock.advance(0.3)
 
 
 def test_lost_before_the_provider_call_is_sent(tasks: SmsbridgeTasks, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from smsbridge import (
     StatusReport,
     Submission,
 )
+from smsbridge.clock import FakeClock
 from smsbridge.phones.dummy import DummyPhone
 from smsbridge.store import open_store
 from smsbridge.store.schema import outgoing
@@ -145,12 +145,13 @@ def test_scheduled_messages_wait_until_due(bridges: Any, store_url: str) -> None
 
 def _dead_worker_claims(bridge: Bridge, *, in_flight: int, idle: int) -> list[str]:
     store: Any = bridge.store
+    clock = store.clock = FakeClock(datetime.now(UTC))
     ids = bridge.enqueue_many([{"to": TO, "body": f"m{n}"} for n in range(in_flight + idle)])
     claimed = store.claim("dead-worker", limit=in_flight + idle, lease=0.2)
     assert [c.message_id for c in claimed] == ids
     for message_id in ids[:in_flight]:
         assert store.mark_sending(message_id, "dead-worker", lease=0.2)
-    time.sleep(0.3)  # the dead worker's lease runs out
+    clock.advance(0.3)  # the dead worker's lease runs out
     return list(ids)
 
 

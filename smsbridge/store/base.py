@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
+from ..clock import Clock, utcnow
 from ..message import (
     Attempt,
     OutgoingMessage,
@@ -41,7 +42,8 @@ class SqlBase:
     """A :class:`~smsbridge.store.protocol.MessageStore` and outbox over SQLAlchemy.
 
     ``url`` is any SQLAlchemy URL for SQLite or PostgreSQL. The schema is created or
-    upgraded on open (``migrate=False`` skips that, for tools that manage it themselves).
+    upgraded on open (``migrate_schema=False`` skips that, for tools that manage it
+    themselves). ``clock`` is where it reads the time (leases, expiries, history).
     Thread-safe: one instance serves every thread of a process (a connection pool).
     """
 
@@ -52,7 +54,11 @@ class SqlBase:
         migrate_schema: bool = True,
         pool_size: int = 5,
         max_overflow: int = 30,
+        clock: Clock = utcnow,
     ) -> None:
+        #: Where the store reads the time (leases, expiries, history): tests hand in a
+        #: :class:`~smsbridge.clock.FakeClock` instead of waiting for the wall clock.
+        self.clock = clock
         self._url = normalise_url(url)
         self.engine = make_engine(self._url, pool_size=pool_size, max_overflow=max_overflow)
         self._read_engine = self.engine.execution_options(smsbridge_read=True)

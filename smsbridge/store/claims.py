@@ -20,9 +20,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from ..message import (
-    utcnow,
-)
 from ..status import Status
 from .base import SqlBase
 from .records import ClaimedMessage, ClaimOutcome, OutboxEntry
@@ -98,7 +95,7 @@ class OutboxClaims(SqlBase):
         A message whose ``idempotency_key`` is already stored (or repeated earlier in
         ``entries``) is not stored again: its position gets the first message's id.
         """
-        now = utcnow()
+        now = self.clock()
         keys = [e.message.idempotency_key for e in entries if e.message.idempotency_key]
         stmt = self._insert(outgoing)
         if keys:
@@ -150,7 +147,7 @@ class OutboxClaims(SqlBase):
         with self._write() as conn:
             # the clock is read once the write lock is held (SQLite): a claim that waited
             # for the lock must not start with a lease that is already running out
-            now = now or utcnow()
+            now = now or self.clock()
             params = {
                 "b_now": now,
                 "b_limit": limit,
@@ -200,7 +197,7 @@ class OutboxClaims(SqlBase):
         """
         o = outgoing
         with self._write() as conn:
-            now = utcnow()
+            now = self.clock()
             # The common case in one statement: pending, due, unclaimed → claimed.
             claimed = conn.execute(
                 _CLAIM_GIVEN,
@@ -256,7 +253,7 @@ class OutboxClaims(SqlBase):
         """Ids of due outbox messages no live worker holds, stored at least
         ``older_than`` seconds ago, oldest first (for re-dispatching lost tasks)."""
         o = outgoing
-        now = utcnow()
+        now = self.clock()
         with self._read() as conn:
             rows = conn.execute(
                 select(o.c.id)
@@ -286,7 +283,7 @@ class OutboxClaims(SqlBase):
         not resent blindly (see :meth:`lost_claims`).
         """
         with self._write() as conn:
-            now = utcnow()
+            now = self.clock()
             params = {
                 "b_id": message_id,
                 "b_worker": worker,
@@ -300,7 +297,7 @@ class OutboxClaims(SqlBase):
         """Extend every live claim of ``worker`` (its heartbeat); returns how many."""
         o = outgoing
         with self._write() as conn:
-            now = utcnow()
+            now = self.clock()
             result = conn.execute(
                 update(o)
                 .where(o.c.claimed_by == worker, o.c.status == Status.pending.value)
@@ -332,7 +329,7 @@ class OutboxClaims(SqlBase):
         They may have reached the provider: resolve each with :meth:`resolve_lost`.
         """
         o = outgoing
-        now = now or utcnow()
+        now = now or self.clock()
         with self._read() as conn:
             # (no status test in SQL: it would steer SQLite to the status index; rows
             # leave the in-flight index when their outcome is recorded)
@@ -349,7 +346,7 @@ class OutboxClaims(SqlBase):
         to the outbox when its route allows resending ambiguous messages. False when
         something else settled it first."""
         with self._write() as conn:
-            return self._settle_lost(conn, lost, utcnow(), resend=resend)
+            return self._settle_lost(conn, lost, self.clock(), resend=resend)
 
     @staticmethod
     def _settle_lost(
@@ -423,7 +420,7 @@ class OutboxClaims(SqlBase):
         """(message id, provider id) of ``phone``'s messages still waiting for a final
         status, least recently polled first (for phones whose status_mode is poll)."""
         o = outgoing
-        since = utcnow() - max_age
+        since = self.clock() - max_age
         with self._read() as conn:
             rows = conn.execute(
                 select(o.c.id, o.c.provider_id)
@@ -441,7 +438,7 @@ class OutboxClaims(SqlBase):
     def mark_polled(self, message_ids: Sequence[str]) -> None:
         if not message_ids:
             return
-        now = utcnow()
+        now = self.clock()
         with self._write() as conn:
             for chunk in chunks(list(message_ids), KEY_CHUNK):
                 conn.execute(update(outgoing).where(outgoing.c.id.in_(chunk)).values(polled_at=now))

@@ -10,9 +10,6 @@ from sqlalchemy import (
     select,
 )
 
-from ..message import (
-    utcnow,
-)
 from .base import SqlBase
 from .schema import cache
 
@@ -30,7 +27,7 @@ class KeyValueRecords(SqlBase):
         when there is none or it has expired."""
         c = cache
         query = select(c.c.value, c.c.expires_at).where(
-            c.c.namespace == namespace, c.c.key == key, c.c.expires_at > utcnow()
+            c.c.namespace == namespace, c.c.key == key, c.c.expires_at > self.clock()
         )
         with self._read() as conn:
             row = conn.execute(query).first()
@@ -50,7 +47,7 @@ class KeyValueRecords(SqlBase):
         with self._write() as conn:
             conn.execute(
                 delete(c).where(
-                    c.c.namespace == namespace, c.c.key != key, c.c.expires_at <= utcnow()
+                    c.c.namespace == namespace, c.c.key != key, c.c.expires_at <= self.clock()
                 )
             )
             conn.execute(stmt)

@@ -22,7 +22,6 @@ from ..message import (
     OutgoingMessage,
     SendResult,
     StatusReport,
-    utcnow,
 )
 from ..status import Status
 from .base import SqlBase
@@ -107,7 +106,7 @@ class MessageRecords(SqlBase):
             to=to,
             segments=segments,
             encoding=encoding,
-            now=utcnow(),
+            now=self.clock(),
             outbox=False,
             lane=None,
         )
@@ -140,7 +139,7 @@ class MessageRecords(SqlBase):
             conn.execute(_INSERT_ATTEMPT, row)
 
     def finish_send(self, result: SendResult) -> None:
-        now = utcnow()
+        now = self.clock()
         params = {
             "b_id": result.message_id,
             "b_phone": result.phone,
@@ -201,7 +200,7 @@ class MessageRecords(SqlBase):
 
     def apply_status(self, report: StatusReport) -> tuple[StatusReport, bool]:
         o = outgoing
-        now = utcnow()
+        now = self.clock()
         with self._write() as conn:
             row = None
             if report.message_id:
@@ -259,7 +258,7 @@ class MessageRecords(SqlBase):
                 recipient=message.recipient,
                 body=message.body,
                 received_at=message.received_at,
-                stored_at=utcnow(),
+                stored_at=self.clock(),
                 provider_id=message.provider_id,
                 media=list(message.media) or None,
                 raw=message.raw,
