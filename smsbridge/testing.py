@@ -120,9 +120,7 @@ class PhoneContract:
         """Assert the fake provider really got the message (its recipient and ``body``),
         from what the fake recorded. Required: a contract that only trusts the phone's
         own answer cannot catch a phone that sends nothing."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement assert_provider_received"
-        )
+        raise NotImplementedError(f"{type(self).__name__} must implement assert_provider_received")
 
     def status_request(self, phone: Phone, provider_id: str, raw_status: str) -> WebhookRequest:
         """A status callback request as the provider would send it (webhook phones)."""
