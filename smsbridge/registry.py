@@ -8,7 +8,6 @@ distribution), so a broken plugin never breaks other phones.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -17,6 +16,7 @@ from typing import Any
 from stevedore import driver
 from stevedore.exception import MultipleMatches, NoMatches
 
+from .config.loader import closest
 from .errors import ConfigError
 from .phone import Phone
 
@@ -79,10 +79,10 @@ def load_plugin(name: str) -> type[Phone]:
     plugins = available()
     if name not in plugins:
         installed = ", ".join(plugins) or "none"
-        close = difflib.get_close_matches(name, list(plugins), n=1)
+        match = closest(name, plugins)
         hint = (
-            f" Did you mean '{close[0]}'?"
-            if close
+            f" Did you mean '{match}'?"
+            if match
             else f" Provider plugins are separate distributions, e.g. pip install smsbridge-{name}"
         )
         raise ConfigError(f"unknown plugin '{name}' (installed: {installed}).{hint}", key="plugin")

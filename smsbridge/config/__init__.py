@@ -9,6 +9,7 @@ the key, raised before anything is sent. Values are never echoed in errors.
 from .loader import (
     Node,
     NodeList,
+    closest,
     interpolate,
     line_of,
     load_yaml,
@@ -55,6 +56,7 @@ __all__ = [
     "RouteConfig",
     "RouteMatch",
     "WebhooksConfig",
+    "closest",
     "interpolate",
     "line_of",
     "load_config",

@@ -21,6 +21,7 @@ from ..errors import ConfigError
 __all__ = [
     "Node",
     "NodeList",
+    "closest",
     "interpolate",
     "line_of",
     "load_yaml",
@@ -239,12 +240,18 @@ def load_yaml(text: str, file: str | None = None) -> Any:
     return data
 
 
+def closest(name: str, known: Iterable[str]) -> str | None:
+    """The known name closest to a mistyped ``name`` (difflib), or None."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
+    return close[0] if close else None
+
+
 def suggest(name: str, known: Iterable[str], *, what: str = "known") -> str:
     """The "did you mean" tail of an error about an unknown ``name``:
     ``"; did you mean 'x'?"`` for a close match, else ``" (known: a, b, c)"``."""
     options = [str(k) for k in known]
-    close = difflib.get_close_matches(str(name), options, n=1)
-    return f"; did you mean '{close[0]}'?" if close else f" ({what}: {', '.join(options)})"
+    match = closest(name, options)
+    return f"; did you mean '{match}'?" if match else f" ({what}: {', '.join(options)})"
 
 
 def read_text(path: str | os.PathLike[str] | None = None) -> tuple[str, str]:

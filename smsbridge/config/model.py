@@ -8,7 +8,6 @@ before anything is sent.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -18,7 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..numbers import normalize, normalize_country
-from .loader import Node, interpolate, line_of, load_yaml, read_text, suggest, to_node
+from .loader import Node, closest, interpolate, line_of, load_yaml, read_text, suggest, to_node
 
 __all__ = [
     "Config",
@@ -322,8 +321,8 @@ def _parse_routes(
                     key=f"{key}.phones",
                 )
             if pname not in phones:
-                close = difflib.get_close_matches(pname, list(phones), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
+                near = closest(pname, phones)
+                hint = f"; did you mean '{near}'?" if near else ""
                 raise ConfigError(
                     f"route names unknown phone '{pname}'{hint} (phones: {', '.join(phones)})",
                     file=file,

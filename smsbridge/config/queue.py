@@ -8,29 +8,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+
 from ..errors import ConfigError
-from .loader import interpolate, line_of, load_yaml, read_text, suggest
+from .loader import interpolate, line_of, load_yaml, read_text
 from .model import Config, parse_config
+from .sections import validate_section
 
 __all__ = ["QUEUE_KEYS", "QueueSettings", "load_with_queue", "parse_queue_settings"]
-
-QUEUE_KEYS = (
-    "backend",
-    "broker",
-    "result_backend",
-    "queues",
-    "redis_url",
-    "prefix",
-    "lease",
-    "visibility_timeout",
-    "sweep_interval",
-)
-QUEUE_MODES = ("single", "per_phone")
-BACKENDS = ("celery", "embedded")
 
 
 def hide_password(url: str | None) -> str | None:
@@ -45,15 +33,16 @@ def hide_password(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
-@dataclass(frozen=True)
-class QueueSettings:
-    """The ``queue:`` section of the YAML (or :func:`install`'s arguments).
+class QueueSettings(BaseModel):
+    """The ``queue:`` section of the YAML (or :func:`~smsbridge.celery.install`'s arguments).
 
     ``lease``: seconds a worker owns a claimed message; past it, the store takes the
     message back (to the outbox if it never reached a provider, else ``unknown``).
     ``visibility_timeout``: Redis brokers only; seconds before an unacknowledged task is
     delivered again (a killed worker's task comes back after it).
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     backend: Literal["celery", "embedded"] = "celery"
     broker: str | None = None
@@ -64,6 +53,27 @@ class QueueSettings:
     lease: float = 60.0
     visibility_timeout: float = 3600.0
     sweep_interval: float = 60.0
+
+    @field_validator("broker", "result_backend", "redis_url", "prefix", mode="before")
+    @classmethod
+    def _text(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{info.field_name} must be a non-empty string")
+        value = value.strip()
+        if info.field_name != "prefix" and "://" not in value:
+            raise ValueError(f"{info.field_name} must be a URL (redis://..., amqp://...)")
+        if info.field_name == "prefix" and not all(c.isalnum() or c in "-_." for c in value):
+            raise ValueError("prefix may hold letters, digits, '-', '_' and '.' only")
+        return value
+
+    @field_validator("lease", "visibility_timeout", "sweep_interval", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"{info.field_name} must be a positive number of seconds")
+        return float(value)
 
     @property
     def limiter_url(self) -> str | None:
@@ -95,49 +105,15 @@ def parse_queue_settings(
     top_line = line or getattr(node, "line", None) or None
     if not isinstance(node, Mapping):
         raise ConfigError("queue must be a mapping", file=file, line=top_line, key="queue")
-
-    def err(message: str, key: str) -> ConfigError:
-        return ConfigError(message, file=file, line=line_of(node, key), key=f"queue.{key}")
-
-    for key in node:
-        if key not in QUEUE_KEYS:
-            raise err(f"unknown key '{key}'{suggest(str(key), QUEUE_KEYS)}", str(key))
-    values: dict[str, Any] = {}
-    backend = node.get("backend", "celery")
-    if backend not in BACKENDS:
-        raise err(f"backend must be one of {', '.join(BACKENDS)}", "backend")
-    values["backend"] = backend
-    for key in ("broker", "result_backend", "redis_url", "prefix"):
-        value = node.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str) or not value.strip():
-            raise err(f"{key} must be a non-empty string", key)
-        values[key] = value.strip()
-    for key in ("broker", "result_backend", "redis_url"):
-        if key in values and "://" not in values[key]:
-            raise err(f"{key} must be a URL (redis://..., amqp://...)", key)
-    if "prefix" in values and not all(c.isalnum() or c in "-_." for c in values["prefix"]):
-        raise err("prefix may hold letters, digits, '-', '_' and '.' only", "prefix")
-    queues = node.get("queues", "single")
-    if queues not in QUEUE_MODES:
-        raise err(f"queues must be one of {', '.join(QUEUE_MODES)}", "queues")
-    values["queues"] = queues
-    for key in ("lease", "visibility_timeout", "sweep_interval"):
-        value = node.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise err(f"{key} must be a positive number of seconds", key)
-        values[key] = float(value)
-    if values["backend"] == "celery" and "broker" not in values:
+    settings = validate_section(QueueSettings, node, file=file, key="queue")
+    if settings.backend == "celery" and not settings.broker:
         raise ConfigError(
             "queue.backend celery needs a broker URL (redis://... or amqp://...)",
             file=file,
             line=top_line,
             key="queue.broker",
         )
-    return QueueSettings(**values)
+    return settings
 
 
 def load_with_queue(
@@ -157,3 +133,7 @@ def load_with_queue(
         settings = parse_queue_settings(node, file=file, line=line)
         del data["queue"]  # config.py validates the rest (and may or may not know 'queue')
     return parse_config(data, file=file, env=env), settings
+
+
+#: The keys of the ``queue:`` section.
+QUEUE_KEYS = tuple(QueueSettings.model_fields)
