@@ -14,26 +14,46 @@ to make the fake misbehave, and gets the shared cases for free::
         def status_request(self, phone, provider_id, raw_status): ...
 
 The base class never talks to a network by itself: everything goes through the hooks.
+
+:class:`WebhookCases` holds the webhook cases every phone with callbacks must pass, over
+real HTTP (uvicorn and wsgiref): a plugin's ``TestXxxWebhooks(WebhookCases)`` says how its
+provider calls back. This module sits at the top of the layers (it builds bridges); no
+module of smsbridge imports it.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
+import requests
 
+from .bridge import Bridge
+from .config import Config, WebhooksConfig
 from .errors import InvalidSender, SendError, UnsupportedFeature, WebhookAuthError
 from .http import WebhookRequest
-from .message import Balance, OutgoingMessage, SendResult
+from .message import Balance, IncomingMessage, OutgoingMessage, SendResult, StatusReport
 from .phone import Phone
 from .status import Status
 
-__all__ = ["FakeServer", "PhoneContract", "free_port"]
+__all__ = [
+    "WEBHOOK_MAX_BODY",
+    "FakeServer",
+    "LiveStack",
+    "PhoneContract",
+    "WebhookCases",
+    "free_port",
+]
+
+#: The body size limit the shared webhook cases configure (to test 413 answers).
+WEBHOOK_MAX_BODY = 64 * 1024
 
 
 def free_port() -> int:
@@ -279,3 +299,263 @@ def run_in_thread(fn: Callable[[], Any]) -> threading.Thread:
     thread = threading.Thread(target=fn, daemon=True)
     thread.start()
     return thread
+
+
+# ---------------------------------------------------------------------- live servers
+class Switch:
+    """An ASGI/WSGI app forwarding to the current test's bridge app."""
+
+    def __init__(self) -> None:
+        self.asgi: Any = None
+        self.wsgi: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await self.asgi(scope, receive, send)
+
+    def wsgi_app(self, environ: Any, start_response: Any) -> Any:
+        return self.wsgi(environ, start_response)
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _ThreadingWSGIServer(WSGIServer):
+    daemon_threads = True
+
+
+class LiveStack:
+    """An HTTP server on 127.0.0.1 (``uvicorn`` or ``wsgiref``) serving a bridge's webhook
+    app; :meth:`serve` switches it to another bridge."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.switch = Switch()
+        self._stop: Callable[[], None] = lambda: None
+        self.base = ""
+
+    def start(self) -> LiveStack:
+        if self.kind == "uvicorn":
+            import uvicorn
+
+            sock = socket.create_server(("127.0.0.1", 0))
+            config = uvicorn.Config(
+                self.switch,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                proxy_headers=False,
+            )
+            server = uvicorn.Server(config)
+            thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+            thread.start()
+            deadline = time.monotonic() + 10
+            while not server.started and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+            def stop() -> None:
+                server.should_exit = True
+                thread.join(10)
+                sock.close()
+
+            self._stop = stop
+        else:
+            httpd = make_server("127.0.0.1", 0, self.switch.wsgi_app, handler_class=_Quiet)
+            thread = threading.Thread(
+                target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            )
+            thread.start()
+            self.base = f"http://127.0.0.1:{httpd.server_port}"
+
+            def stop_wsgi() -> None:
+                httpd.shutdown()
+                httpd.server_close()
+
+            self._stop = stop_wsgi
+        return self
+
+    def serve(self, bridge: Bridge) -> None:
+        self.switch.asgi = bridge.webhook_app("asgi")
+        self.switch.wsgi = bridge.webhook_app("wsgi")
+
+    def stop(self) -> None:
+        self._stop()
+
+
+# ---------------------------------------------------------------------- the shared cases
+class WebhookCases:
+    """Shared webhook cases for every phone plugin, over real HTTP on 127.0.0.1 through
+    both stacks (the ASGI app under uvicorn, the WSGI app under wsgiref): happy paths,
+    bad auth, malformed bodies, unknown phone, oversize bodies, duplicates, out-of-order
+    statuses, a raising callback. A subclass (``TestXxxWebhooks(WebhookCases)`` in the
+    plugin's tests) tells how its provider calls back, with the plugin's own signers and
+    payload builders, so the requests are the provider's wire format.
+    """
+
+    name: ClassVar[str] = "phone"
+    status_webhook: ClassVar[bool] = True
+    inbound_webhook: ClassVar[bool] = True
+    delivered_raw: ClassVar[str] = "delivered"
+    sent_raw: ClassVar[str] = "sent"
+    sender: ClassVar[str] = "+2250701020304"
+
+    # ---- hooks
+    def make_phone(self, public_url: str) -> Phone:
+        raise NotImplementedError
+
+    def status(self, phone: Phone, provider_id: str, raw: str) -> requests.Response:
+        """POST/GET the provider's status callback for ``provider_id`` over HTTP."""
+        raise NotImplementedError
+
+    def inbound(self, phone: Phone, sender: str, body: str, ref: str) -> requests.Response:
+        """The provider's inbound callback; the same ``ref`` makes the same request."""
+        raise NotImplementedError
+
+    def unauthenticated(self, phone: Phone, kind: str) -> requests.Response:
+        raise NotImplementedError
+
+    def malformed(self, phone: Phone, kind: str) -> requests.Response:
+        raise NotImplementedError
+
+    # ---- plumbing
+    @pytest.fixture(scope="class", params=["uvicorn", "wsgiref"])
+    @classmethod
+    def live(cls, request: pytest.FixtureRequest) -> Iterator[LiveStack]:
+        """A running HTTP stack serving the current test's bridge."""
+        if request.param == "uvicorn":
+            pytest.importorskip("uvicorn")
+        stack = LiveStack(str(request.param)).start()
+        yield stack
+        stack.stop()
+
+    @pytest.fixture
+    def env(self, live: LiveStack) -> Iterator[tuple[Bridge, Phone, LiveStack]]:
+        phone = self.make_phone(live.base)
+        config = Config(
+            phones={},
+            webhooks=WebhooksConfig(public_url=live.base, max_body_bytes=WEBHOOK_MAX_BODY),
+        )
+        bridge = Bridge({phone.name: phone}, config=config)
+        live.serve(bridge)
+        yield bridge, phone, live
+        bridge.close()
+
+    def url(self, phone: Phone, kind: str) -> str:
+        url = phone.callback_url(kind)
+        assert url is not None
+        return url
+
+    def kinds(self) -> list[str]:
+        return [
+            k
+            for k, on in (("status", self.status_webhook), ("inbound", self.inbound_webhook))
+            if on
+        ]
+
+    @staticmethod
+    def collect(bridge: Bridge) -> tuple[list[StatusReport], list[IncomingMessage]]:
+        reports: list[StatusReport] = []
+        inbound: list[IncomingMessage] = []
+        bridge.on_status(reports.append)
+        bridge.on_receive(inbound.append)
+        return reports, inbound
+
+    # ---- cases
+    def test_status_happy_path(self, env: Any) -> None:
+        bridge, phone, _ = env
+        reports, _ = self.collect(bridge)
+        r = self.status(phone, "pid-happy", self.delivered_raw)
+        assert r.status_code == 200, r.text
+        assert [(x.provider_id, x.status) for x in reports] == [("pid-happy", Status.delivered)]
+        assert reports[0].phone == phone.name
+        assert reports[0].raw_status is not None
+
+    def test_inbound_happy_path(self, env: Any) -> None:
+        bridge, phone, _ = env
+        _, inbound = self.collect(bridge)
+        r = self.inbound(phone, self.sender, "Bonjour à vous", "in-happy")
+        assert r.status_code == 200, r.text
+        assert [(m.sender, m.body, m.phone) for m in inbound] == [
+            (self.sender, "Bonjour à vous", phone.name)
+        ]
+
+    def test_bad_auth(self, env: Any) -> None:
+        bridge, phone, _ = env
+        reports, inbound = self.collect(bridge)
+        for kind in self.kinds():
+            r = self.unauthenticated(phone, kind)
+            assert r.status_code in (401, 403), (kind, r.text)
+        assert reports == [] and inbound == []
+
+    def test_malformed(self, env: Any) -> None:
+        bridge, phone, _ = env
+        reports, inbound = self.collect(bridge)
+        for kind in self.kinds():
+            r = self.malformed(phone, kind)
+            assert r.status_code == 400, (kind, r.text)
+        assert reports == [] and inbound == []
+
+    def test_unknown_phone(self, env: Any) -> None:
+        _, phone, _ = env
+        kind = self.kinds()[0]
+        url = self.url(phone, kind).replace(f"/webhooks/{phone.name}/", "/webhooks/nobody/")
+        assert requests.post(url, data=b"{}", timeout=10).status_code == 404
+        assert requests.get(url, timeout=10).status_code == 404
+
+    def test_oversize_body(self, env: Any) -> None:
+        bridge, phone, _ = env
+        reports, inbound = self.collect(bridge)
+        for kind in self.kinds():
+            r = requests.post(
+                self.url(phone, kind),
+                data=b"x" * (WEBHOOK_MAX_BODY + 1),
+                headers={"Content-Type": "application/json"},
+                timeout=10,
+            )
+            assert r.status_code == 413
+        assert reports == [] and inbound == []
+
+    def test_duplicate_delivery(self, env: Any) -> None:
+        bridge, phone, _ = env
+        reports, inbound = self.collect(bridge)
+        for _ in range(3):
+            if self.status_webhook:
+                assert self.status(phone, "pid-dup", self.delivered_raw).status_code == 200
+            if self.inbound_webhook:
+                assert self.inbound(phone, self.sender, "dup", "in-dup").status_code == 200
+        assert len(reports) == (1 if self.status_webhook else 0)
+        assert len(inbound) == (1 if self.inbound_webhook else 0)
+
+    def test_out_of_order_statuses(self, env: Any) -> None:
+        bridge, phone, _ = env
+        reports, _ = self.collect(bridge)
+        assert self.status(phone, "pid-ooo", self.delivered_raw).status_code == 200
+        assert self.status(phone, "pid-ooo", self.sent_raw).status_code == 200
+        assert [r.status for r in reports] == [Status.delivered]
+
+    def test_raising_callback_is_500_then_retried(self, env: Any) -> None:
+        bridge, phone, _ = env
+        calls: list[str] = []
+
+        def flaky(item: Any) -> None:
+            calls.append(type(item).__name__)
+            if len(calls) == 1:
+                raise RuntimeError("user code failed")
+
+        if self.status_webhook:
+            bridge.on_status(flaky)
+            assert self.status(phone, "pid-500", self.delivered_raw).status_code == 500
+            assert self.status(phone, "pid-500", self.delivered_raw).status_code == 200
+            assert calls == ["StatusReport", "StatusReport"]
+        else:
+            bridge.on_receive(flaky)
+            assert self.inbound(phone, self.sender, "x", "in-500").status_code == 500
+            assert self.inbound(phone, self.sender, "x", "in-500").status_code == 200
+            assert calls == ["IncomingMessage", "IncomingMessage"]
