@@ -7,15 +7,11 @@ one waiting loop, :class:`GcraLimiter`:
   instead of in bursts at window edges: what providers' per-second throttles accept.
 - **Fair.** Every try is made with a fresh timestamp and, when refused, sleeps exactly until
   the next unit is due, then tries again. Every waiter (thread, process, machine) therefore
-  races for each unit on equal terms. (pyrate-limiter's own blocking wait advances the
-  waiting item's timestamp by the planned sleep: a waiter falls behind the clock by every
-  oversleep, so a process that just sent and comes back with a fresh timestamp wins unit
-  after unit while the others starve — measured as a [6, 299, 1] split between three
-  processes before this loop.)
+  races for each unit on equal terms (why pyrate-limiter's own blocking wait is not used:
+  docs/scaling.md, "How the limiter waits").
 - **No lost units from late wake-ups.** A waiter always wakes a little after its unit is
-  due (sleep overshoot, a Redis round trip, a busy CPU). With a bucket of exactly one unit
-  that lateness is lost for good, every time: at 50/s a 1 ms delay costs 5 % of the rate.
-  The bucket therefore tolerates ``tolerance`` seconds of catch-up (built with sub-units:
+  due (sleep overshoot, a Redis round trip, a busy CPU); with a bucket of exactly one unit
+  that lateness would be lost for good. The bucket therefore tolerates ``tolerance`` seconds of catch-up (built with sub-units:
   one unit is ``sub`` sub-units and the bucket holds ``sub + j``), so a unit taken late
   leaves the schedule where it was. :attr:`smsbridge.phone.Phone.pacing_tolerance` derives
   the tolerance from ``rate_headroom`` so that a strict "N per rolling second" provider is

@@ -303,7 +303,7 @@ class Phone(ABC):
         which stays under ``rate_limit`` while ``τ < h / (1 - h)``. A quarter of that goes
         to catching up late wake-ups (≈ 5 ms at the default 2 %); the rest is left for the
         jitter between the limiter's decision and the request's arrival at the provider
-        (measured: with half of it, a strict 5/s fake saw the odd 429 on a busy machine).
+        (the measurements behind the share: docs/scaling.md).
         No headroom, no tolerance.
         """
         headroom = self.options.rate_headroom
