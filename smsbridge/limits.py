@@ -11,11 +11,12 @@ one waiting loop, :class:`GcraLimiter`:
   docs/scaling.md, "How the limiter waits").
 - **No lost units from late wake-ups.** A waiter always wakes a little after its unit is
   due (sleep overshoot, a Redis round trip, a busy CPU); with a bucket of exactly one unit
-  that lateness would be lost for good. The bucket therefore tolerates ``tolerance`` seconds of catch-up (built with sub-units:
-  one unit is ``sub`` sub-units and the bucket holds ``sub + j``), so a unit taken late
-  leaves the schedule where it was. :attr:`smsbridge.phone.Phone.pacing_tolerance` derives
-  the tolerance from ``rate_headroom`` so that a strict "N per rolling second" provider is
-  still never exceeded (see that property).
+  that lateness would be lost for good. The bucket therefore tolerates ``tolerance``
+  seconds of catch-up (built with sub-units: one unit is ``sub`` sub-units and the bucket
+  holds ``sub + j``), so a unit taken late leaves the schedule where it was.
+  :attr:`smsbridge.phone.Phone.pacing_tolerance` derives the tolerance from
+  ``rate_headroom`` so that a strict "N per rolling second" provider is still never
+  exceeded (see that property).
 - **Pausable.** After a provider's ``RateLimited`` answer, :meth:`GcraLimiter.pause` holds
   every sender of the phone (every thread; with Redis every worker) for ``retry_after``.
 
