@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -11,8 +12,10 @@ from urllib.parse import urlencode
 import pytest
 import requests
 from smsbridge_twilio import TwilioPhone
+from smsbridge_twilio.signature import verify_signature
 from smsbridge_twilio.testing import FakeTwilio
 
+import smsbridge
 from smsbridge.errors import WebhookAuthError, WebhookParseError
 from smsbridge.http import WebhookRequest
 from smsbridge.message import OutgoingMessage
@@ -226,6 +229,98 @@ def test_json_body_signed_with_body_sha256(phone: TwilioPhone, fake_twilio: Fake
     )
     with pytest.raises(WebhookAuthError):
         phone.verify_webhook(forged)
+
+
+# Twilio's published request-validator case for a JSON body (twilio-python,
+# tests/unit/test_request_validator.py): Auth Token, URL, body, its SHA-256, signature.
+PUBLISHED_TOKEN = "12345"
+PUBLISHED_BODY = '{"property": "value", "boolean": true}'
+PUBLISHED_HASH = "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
+PUBLISHED_URL = f"https://mycompany.com/myapp.php?foo=1&bar=2&bodySHA256={PUBLISHED_HASH}"
+PUBLISHED_SIGNATURE = "a9nBmqA0ju/hNViExpshrM61xv4="
+JSON = {"Content-Type": "application/json"}
+
+
+def json_request(url: str, body: str, signature: str) -> WebhookRequest:
+    headers = {**JSON, "X-Twilio-Signature": signature}
+    return WebhookRequest("POST", url, headers=headers, body=body.encode())
+
+
+def test_published_json_case_verifies() -> None:
+    assert hashlib.sha256(PUBLISHED_BODY.encode()).hexdigest() == PUBLISHED_HASH
+    request = json_request(PUBLISHED_URL, PUBLISHED_BODY, PUBLISHED_SIGNATURE)
+    verify_signature(request, PUBLISHED_TOKEN, [PUBLISHED_URL])
+    with pytest.raises(WebhookAuthError, match="does not match"):
+        verify_signature(request, "54321", [PUBLISHED_URL])
+
+
+def test_published_json_case_through_a_phone_without_public_url(make_phone: MakePhone) -> None:
+    # No public_url: the URL the request came to is the one checked, as Twilio signed it.
+    phone = make_phone(public_url=None, auth_token=PUBLISHED_TOKEN)
+    phone.verify_webhook(json_request(PUBLISHED_URL, PUBLISHED_BODY, PUBLISHED_SIGNATURE))
+    tampered = PUBLISHED_BODY.replace("true", "false")
+    with pytest.raises(WebhookAuthError):
+        phone.verify_webhook(json_request(PUBLISHED_URL, tampered, PUBLISHED_SIGNATURE))
+    # A bodySHA256 for another body, the URL signed as it is: the body hash does not match.
+    other = hashlib.sha256(tampered.encode()).hexdigest()
+    url = PUBLISHED_URL.replace(PUBLISHED_HASH, other)
+    signature = FakeTwilio(auth_token=PUBLISHED_TOKEN).sign(url, {})
+    with pytest.raises(WebhookAuthError):
+        phone.verify_webhook(json_request(url, PUBLISHED_BODY, signature))
+
+
+@pytest.mark.parametrize("query", ["", "?x=1", "?bodySHA256="], ids=["none", "other", "empty"])
+def test_json_body_without_body_sha256_cannot_be_verified(
+    phone: TwilioPhone, fake_twilio: FakeTwilio, query: str
+) -> None:
+    url = f"{PUBLIC}/webhooks/tw/status{query}"
+    body = json.dumps({"MessageSid": SID, "MessageStatus": "delivered"})
+    request = json_request(url, body, fake_twilio.sign(url, {}))  # the URL itself is signed
+    with pytest.raises(WebhookAuthError, match="JSON body without bodySHA256 in the URL"):
+        phone.verify_webhook(request)
+    with pytest.raises(WebhookAuthError, match="without bodySHA256"):
+        verify_signature(request, PUBLISHED_TOKEN, [url])
+
+
+def test_json_body_with_explicit_status_callback(
+    make_phone: MakePhone, fake_twilio: FakeTwilio
+) -> None:
+    # The configured status_callback has no bodySHA256: it is skipped, not a crash.
+    phone = make_phone(status_callback="https://hooks.example.org/twilio/status")
+    url = f"{PUBLIC}/webhooks/tw/status"
+    request = json_request(
+        url, "{}", fake_twilio.sign("https://hooks.example.org/twilio/status", {})
+    )
+    with pytest.raises(WebhookAuthError, match="without bodySHA256"):
+        phone.verify_webhook(request)
+
+
+def test_json_webhooks_through_the_bridge(
+    make_phone: MakePhone, fake_twilio: FakeTwilio, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = smsbridge.Bridge({"tw": make_phone()})
+    body = json.dumps({"MessageSid": SID, "MessageStatus": "delivered"})
+    bare = f"{PUBLIC}/webhooks/tw/status"
+    signed_url = f"{bare}?bodySHA256={hashlib.sha256(body.encode()).hexdigest()}"
+    requests_and_answers = [
+        (json_request(bare, body, fake_twilio.sign(bare, {})), 403),
+        (
+            json_request(
+                signed_url, body.replace("deliv", "fail"), fake_twilio.sign(signed_url, {})
+            ),
+            403,
+        ),
+    ]
+    try:
+        with caplog.at_level(logging.DEBUG):
+            for request, expected in requests_and_answers:
+                assert bridge.handle_webhook("tw", "status", request).status == expected
+    finally:
+        bridge.close()
+    assert not any("crashed" in r.getMessage() or r.exc_info for r in caplog.records)
+    refusals = [r.getMessage() for r in caplog.records if "refused (403)" in r.getMessage()]
+    assert len(refusals) == 2
+    assert "JSON body without bodySHA256 in the URL: cannot be verified" in refusals[0]
 
 
 def test_api_key_only_phone_cannot_check_signatures(

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from twilio.request_validator import RequestValidator
 
 from smsbridge.errors import WebhookAuthError
 from smsbridge.http import WebhookRequest
 
-__all__ = ["SIGNATURE_HEADER", "FormParams", "signed_urls", "verify_signature"]
+__all__ = ["SIGNATURE_HEADER", "FormParams", "has_body_hash", "signed_urls", "verify_signature"]
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
+BODY_HASH = "bodySHA256"
 
 
 class FormParams(dict[str, str]):
@@ -47,13 +48,21 @@ def signed_urls(
 
 def verify_signature(request: WebhookRequest, auth_token: str, urls: list[str]) -> None:
     """Raise :class:`WebhookAuthError` unless ``request`` is signed with ``auth_token`` for
-    one of ``urls`` (form fields signed with the URL; JSON bodies through ``?bodySHA256=``)."""
+    one of ``urls`` (form fields signed with the URL; JSON bodies through ``?bodySHA256=``).
+
+    A JSON body is only covered by the signature through the ``bodySHA256`` its URL
+    carries: without one it cannot be verified, and is refused."""
     signature = request.header(SIGNATURE_HEADER)
     if not signature:
         raise WebhookAuthError(f"missing {SIGNATURE_HEADER} header")
     params: Any = {}
     if request.content_type == "application/json":
-        params = request.text()  # signed through ?bodySHA256=
+        # RequestValidator checks a str body only against a URL with ?bodySHA256= (and
+        # crashes on one without): keep those URLs, refuse when none is left.
+        urls = [url for url in urls if has_body_hash(url)]
+        if not urls:
+            raise WebhookAuthError(f"JSON body without {BODY_HASH} in the URL: cannot be verified")
+        params = request.text()
     elif request.method == "POST" and request.body:
         params = FormParams(request.form_lists())
     validator = RequestValidator(auth_token)
@@ -61,3 +70,8 @@ def verify_signature(request: WebhookRequest, auth_token: str, urls: list[str]) 
         raise WebhookAuthError(
             f"{SIGNATURE_HEADER} does not match (is webhooks.public_url the URL Twilio calls?)"
         )
+
+
+def has_body_hash(url: str) -> bool:
+    """Whether ``url`` carries a non-empty ``bodySHA256`` (as RequestValidator reads it)."""
+    return BODY_HASH in parse_qs(urlsplit(url).query)
