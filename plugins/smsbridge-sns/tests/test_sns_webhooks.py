@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from smsbridge_sns import SnsPhone, SubscriptionNotConfirmed
-from smsbridge_sns.signature import check_sns_url
+from smsbridge_sns.signature import check_signing_cert_url, check_sns_url
 from smsbridge_sns.testing import FAKE_CREDENTIALS, MotoSnsServer, SnsSigner, two_way_sms
 
 from smsbridge.errors import (
@@ -101,6 +101,71 @@ def test_wrong_certificate_host_is_refused_without_fetching(url: str) -> None:
 def test_sns_url_check_accepts_real_shapes() -> None:
     check_sns_url("https://sns.eu-west-3.amazonaws.com/SimpleNotificationService-abc.pem")
     check_sns_url("https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/SimpleNotificationService-x.txt",
+        "/x.pem.txt",
+        "/x.pem/",
+        "/x.PEM",
+        "/.pem",
+        "/",
+        "",
+        "/x.pem?a=b",
+        "/x?a=.pem",
+        "/x.pem#frag",
+        "/x.pem?",
+        "/x%2Epem",
+    ],
+)
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_certificate_url_must_name_a_pem_file(path: str, version: str) -> None:
+    """Issue 15: on the right host, a SigningCertURL that is not a .pem file is refused (403)
+    before any certificate is fetched, as AWS's own validators do."""
+    url = f"https://sns.us-east-1.amazonaws.com{path}"
+    signer = SnsSigner(cert_url=url)  # signs validly and would serve its certificate there
+    request = signer.inbound_request("+33612345678", "hi", version=version)
+    with pytest.raises(WebhookAuthError, match=r"SigningCertURL does not name a \.pem file"):
+        phone_for(signer).verify_webhook(request)
+    assert signer.fetched == []
+    with pytest.raises(WebhookAuthError, match=r"\.pem"):
+        check_signing_cert_url(url)
+
+
+def test_non_pem_certificate_url_is_403_through_the_bridge() -> None:
+    from smsbridge.bridge import Bridge
+
+    signer = SnsSigner(cert_url="https://sns.us-east-1.amazonaws.com/x.pem.txt")
+    bridge = Bridge({"sns-in": phone_for(signer)})
+    received: list[Any] = []
+    bridge.on_receive(received.append)
+    response = bridge.handle_webhook(
+        "sns-in", "inbound", signer.inbound_request("+33612345678", "hi")
+    )
+    assert response.status == 403 and received == [] and signer.fetched == []
+    confirm = signer.request(signer.subscription_confirmation())
+    assert bridge.handle_webhook("sns-in", "inbound", confirm).status == 403
+    assert signer.fetched == []  # neither the certificate nor the SubscribeURL
+
+
+def test_pem_rule_is_for_the_certificate_only(signer: SnsSigner) -> None:
+    check_signing_cert_url(signer.cert_url)
+    check_signing_cert_url(
+        "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-a.pem"
+    )
+    phone = phone_for(signer)
+    phone.verify_webhook(signer.inbound_request("+33612345678", "hi"))  # a normal .pem passes
+    envelope = signer.subscription_confirmation()
+    assert not envelope["SubscribeURL"].endswith(".pem")
+    request = signer.request(envelope)
+    signer.fetched.clear()
+    phone.verify_webhook(request)
+    assert phone.handle_webhook_extra("inbound", request) is True
+    assert envelope["SubscribeURL"] in signer.fetched  # SubscribeURL (no .pem) still confirmed
+    check_sns_url(envelope["SubscribeURL"], "SubscribeURL")
+    check_sns_url(signer.notification("{}")["UnsubscribeURL"], "UnsubscribeURL")
 
 
 def test_certificate_signed_by_another_key_is_refused(signer: SnsSigner) -> None:

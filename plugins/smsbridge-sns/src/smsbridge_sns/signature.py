@@ -2,8 +2,9 @@
 
 AWS documents the check: take the listed keys of the JSON envelope in order, write each as
 ``Key\\nValue\\n``, and verify the base64 ``Signature`` with the public key of the X.509
-certificate at ``SigningCertURL`` — which must be HTTPS on an SNS host of amazonaws.com, so
-an attacker cannot bring their own certificate. Certificates are cached per URL.
+certificate at ``SigningCertURL`` — which must be HTTPS on an SNS host of amazonaws.com and
+name a ``.pem`` file (as AWS's own validators require), so an attacker cannot bring their own
+certificate. Certificates are cached per URL.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "CertificateCache",
     "Fetcher",
     "SnsSignatureVerifier",
+    "check_signing_cert_url",
     "check_sns_url",
     "string_to_sign",
 ]
@@ -65,6 +67,18 @@ def check_sns_url(url: str, what: str = "SigningCertURL") -> None:
         or not SNS_HOST_RE.match(host)
     ):
         raise WebhookAuthError(f"{what} is not an HTTPS amazonaws.com SNS URL: {url[:200]!r}")
+
+
+def check_signing_cert_url(url: str) -> None:
+    """:func:`check_sns_url`, and the path must name a ``.pem`` file (no query, no fragment).
+
+    AWS's validators refuse a certificate URL that does not end in ``.pem`` (case-sensitive);
+    SNS's real ones are ``/SimpleNotificationService-<hex>.pem`` with nothing after.
+    """
+    check_sns_url(url, "SigningCertURL")
+    name = urlsplit(url).path.rsplit("/", 1)[-1]
+    if "?" in url or "#" in url or not name.endswith(".pem") or name == ".pem":
+        raise WebhookAuthError("SigningCertURL does not name a .pem file")
 
 
 def string_to_sign(envelope: dict[str, Any]) -> bytes:
@@ -143,7 +157,7 @@ class SnsSignatureVerifier:
                 f"unsupported SNS SignatureVersion {envelope.get('SignatureVersion')!r}"
             )
         cert_url = str(envelope.get("SigningCertURL") or "")
-        check_sns_url(cert_url)
+        check_signing_cert_url(cert_url)
         try:
             signature = base64.b64decode(str(envelope.get("Signature") or ""), validate=True)
         except (binascii.Error, ValueError):
