@@ -301,7 +301,7 @@ class Worker:
     def _recover(self) -> None:
         """Settle messages that lost workers had started sending."""
         for lost in self.store.lost_claims():
-            resend = self._resend_ambiguous(lost)
+            resend = lost.outbox and self._resend_ambiguous(lost)
             if self.store.resolve_lost(lost, resend=resend):
                 self.stats.add("lost_requeued" if resend else "lost_unknown")
                 log.warning(

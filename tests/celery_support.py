@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import services  # tests/services.py, next to this module
 from pydantic import Field
 
 from smsbridge.capabilities import Capabilities
@@ -233,34 +233,33 @@ class Unavailable(Exception):
     """A service the test needs is not reachable."""
 
 
-def service(env: str, default: str | None, what: str) -> str:
-    """URL of a service from ``env`` (else ``default``), checked with a TCP connection."""
-    url = os.environ.get(env) or default
-    if not url:
-        raise Unavailable(f"{what}: set {env}")
-    parts = urlsplit(url.replace("postgresql+psycopg", "postgresql"))
-    host = parts.hostname or "127.0.0.1"
-    port = parts.port or {"redis": 6379, "amqp": 5672, "postgresql": 5432}.get(parts.scheme, 0)
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-    except OSError:
-        raise Unavailable(f"{what} is not reachable on {host}:{port} (set {env})") from None
-    return url
+def service(which: services.Service) -> str:
+    """URL of a service (its variable, else the local default) when it answers, else raise."""
+    found = services.find(which)
+    if found.problem is not None:
+        raise Unavailable(found.reason)
+    return found.url
 
 
 def redis_broker() -> str:
-    return service("SMSBRIDGE_TEST_CELERY_REDIS_URL", "redis://127.0.0.1:6379/14", "Redis")
+    return service(services.CELERY_REDIS)
 
 
 def amqp_broker() -> str:
-    return service("SMSBRIDGE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//", "RabbitMQ")
+    return service(services.RABBITMQ)
 
 
 def postgres_url() -> str | None:
-    """The PostgreSQL server URL when SMSBRIDGE_TEST_POSTGRES_URL is set (else SQLite)."""
-    if not os.environ.get("SMSBRIDGE_TEST_POSTGRES_URL"):
-        return None
-    return service("SMSBRIDGE_TEST_POSTGRES_URL", None, "PostgreSQL")
+    """The PostgreSQL server URL when configured or found locally (else None: SQLite).
+
+    Raises :class:`Unavailable` when SMSBRIDGE_TEST_POSTGRES_URL is set but unreachable.
+    """
+    found = services.find(services.POSTGRES)
+    if found.problem is None:
+        return found.url
+    if found.configured:
+        raise Unavailable(found.reason)
+    return None
 
 
 @contextmanager

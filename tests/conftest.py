@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 pytest.register_assert_rewrite("conftest_store")
+# Where PostgreSQL, Redis and RabbitMQ are (or why not): one lookup for every test.
+import services  # noqa: E402
+
 # One definition each, shared with the store tests: make_bridge, the bridges fixture and
 # pg_url (a throw-away PostgreSQL schema, or a skip with the reason).
 from conftest_store import bridges, make_bridge, pg_url  # noqa: E402
@@ -36,28 +37,14 @@ def config_file(tmp_path: Path) -> Any:
     return write
 
 
-def service_url(env: str, default: str, host: str, port: int, what: str) -> str:
-    """URL of a service for tests: from ``env``, else ``default`` when reachable.
-
-    Unreachable → skip with a reason on a laptop; fail under CI (CI=true), where the
-    services are part of the machine and a skip would hide a broken setup.
-    """
-    url = os.environ.get(env) or default
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-    except OSError:
-        message = f"{what} is not reachable on {host}:{port} (set {env})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which services the run found, and which test groups skip for lack of one."""
+    return services.header()
 
 
 @pytest.fixture
 def redis_url() -> str:
-    return service_url(
-        "SMSBRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15", "127.0.0.1", 6379, "Redis"
-    )
+    return services.url_or_skip(services.REDIS)
 
 
 @pytest.fixture

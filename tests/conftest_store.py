@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,34 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import services  # tests/services.py (conftest.py puts tests/ on sys.path)
 
 import smsbridge
 from smsbridge.config import load_yaml, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ENV = "SMSBRIDGE_TEST_POSTGRES_URL"
+PG_ENV = services.POSTGRES.env
 
 
 def postgres_base_url() -> str:
-    """The PostgreSQL test URL, or skip (fail under CI when set but unreachable)."""
-    url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(
-            f"PostgreSQL tests need {PG_ENV} "
-            "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
-        )
-    from sqlalchemy.engine import make_url
+    """The PostgreSQL test URL ($PG_ENV, else the local default when it answers), or skip.
 
-    parsed = make_url(url)
-    host, port = parsed.host or "127.0.0.1", parsed.port or 5432
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-    except OSError:
-        message = f"PostgreSQL is not reachable on {host}:{port} ({PG_ENV} is set)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
+    Unreachable → skip with the reason; fail under CI (CI=true).
+    """
+    return services.url_or_skip(services.POSTGRES)
 
 
 def _pg_admin(url: str, sql: str) -> None:

@@ -379,3 +379,18 @@ def test_broker_down_the_message_is_still_stored(
         assert "stored but not dispatched" in caplog.text
     finally:
         tasks.close()
+
+
+def test_the_sweep_settles_a_direct_send_whose_process_died(tasks: SmsbridgeTasks) -> None:
+    """A send() that never recorded its outcome is unknown after the grace, never resent."""
+    from smsbridge import OutgoingMessage
+
+    store = tasks.bridge.store
+    clock = store.clock = FakeClock(datetime.now(UTC))
+    message = OutgoingMessage(to="+33612345678", body="x")
+    store.begin_send("direct", message, to="+33612345678", segments=1, encoding="gsm7")
+    assert tasks.run_sweep()["settled"] == 0  # still within its grace
+    clock.advance(store.pending_grace + 1)
+    result = tasks.run_sweep()
+    assert (result["settled"], result["resent"]) == (1, 0)
+    assert store.get_result("direct").status is Status.unknown

@@ -33,7 +33,6 @@ from smsbridge.templates import install as install_templates
 
 USER = "+2250701020304"
 OTHER = "+2250701020305"
-PG_ENV = "SMSBRIDGE_TEST_POSTGRES_URL"
 
 
 class OptedOutPhone(DummyPhone):

@@ -123,3 +123,33 @@ def test_parse_since() -> None:
     assert parse_since("2026-01-02T03:04:05+01:00").utcoffset() == timedelta(hours=1)
     with pytest.raises(argparse.ArgumentTypeError):
         parse_since("yesterday")
+
+
+def test_purge(config: str, capsys: Any) -> None:
+    bridge = smsbridge.Bridge.from_yaml(config)
+    try:
+        done = bridge.send(TO, "Bonjour").message_id
+        waiting = bridge.enqueue(TO, "pas encore")
+    finally:
+        bridge.close()
+    code, out, _ = run(capsys, "--config", config, "purge", "--before", "1d", "--dry-run")
+    assert code == 0 and "would delete" in out  # nothing is a day old yet
+    assert [line.split() for line in out.splitlines() if line.startswith("outgoing")] == [
+        ["outgoing", "0"]
+    ]
+    code, out, _ = run(
+        capsys, "--config", config, "--json", "purge", "--before", "2030-01-01", "--dry-run"
+    )
+    counts = json.loads(out)
+    assert code == 0 and counts["dry_run"] is True and counts["outgoing"] == 1
+    code, out, _ = run(capsys, "--config", config, "purge", "--before", "2030-01-01")
+    assert code == 0 and "deleted" in out and "outgoing" in out
+    with pytest.raises(SystemExit):
+        run(capsys, "--config", config, "purge", "--before", "1d", "--status", "pending")
+    assert "never purged" in capsys.readouterr().err
+    bridge = smsbridge.Bridge.from_yaml(config)
+    try:
+        assert bridge.store.get_result(done) is None  # type: ignore[union-attr]
+        assert bridge.store.get_result(waiting) is not None  # type: ignore[union-attr]
+    finally:
+        bridge.close()

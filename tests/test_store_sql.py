@@ -21,6 +21,7 @@ from smsbridge import (
     Status,
     StatusReport,
 )
+from smsbridge.clock import FakeClock
 from smsbridge.store import MessageStore, OutboxStore, SqlStore, open_store
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -291,3 +292,29 @@ def test_template_slug_and_locale_are_stored_with_the_message(bridges: Any, stor
     Worker(bridge).run(once=True)
     done = bridge.store.get_result(queued)
     assert done.status.value == "queued" and (done.template, done.locale) == ("hello", "en")
+
+
+def test_delete_before_by_status_and_dry_run(store: SqlStore) -> None:
+    clock = store.clock = FakeClock(datetime.now(UTC))
+    message = OutgoingMessage(to=TO, body="x")
+    for message_id, status in (
+        ("d1", Status.delivered),
+        ("f1", Status.failed),
+        ("q1", Status.queued),
+    ):
+        store.begin_send(message_id, message, to=TO, segments=1, encoding="gsm7")
+        store.finish_send(finished(message_id, status=status, provider_id=f"p-{message_id}"))
+    store.begin_send("p1", message, to=TO, segments=1, encoding="gsm7")  # stays pending
+    clock.advance(3600)
+    cutoff = clock()
+    dry = store.delete_before(cutoff, statuses=["delivered"], dry_run=True)
+    assert dry == 1 and dry.tables["outgoing"] == 1 and dry.tables["incoming"] == 0
+    assert dry.tables["history"] >= 1 and store.get_result("d1") is not None  # nothing gone
+    done = store.delete_before(cutoff, statuses=[Status.delivered, Status.failed])
+    assert done == 2 and store.get_result("d1") is None and store.get_result("f1") is None
+    assert store.get_message("d1") is None
+    assert store.get_result("q1") is not None and store.get_result("p1") is not None
+    with pytest.raises(ValueError, match="never purged"):
+        store.delete_before(cutoff, statuses=["pending"])
+    assert store.delete_before(cutoff) == 1  # q1 (queued); the pending one stays
+    assert store.get_result("p1").status is Status.pending  # type: ignore[union-attr]

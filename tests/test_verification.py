@@ -28,7 +28,6 @@ from smsbridge.verification import (
 )
 
 TO = "+2250701020304"
-PG_ENV = "SMSBRIDGE_TEST_POSTGRES_URL"
 
 
 class Clock:

@@ -417,7 +417,7 @@ class SmsbridgeTasks:
         store = celery_store(bridge)
         settled = resent = 0
         for lost in store.lost_claims(limit=limit):
-            resend = self._resend_ambiguous(store, bridge, lost.message_id)
+            resend = lost.outbox and self._resend_ambiguous(store, bridge, lost.message_id)
             if store.resolve_lost(lost, resend=resend):
                 settled += 1
                 if resend:

@@ -1,4 +1,4 @@
-"""Store and outbox commands: ``outbox``, ``inbox``, ``status ID``, ``worker``.
+"""Store and outbox commands: ``outbox``, ``inbox``, ``status ID``, ``worker``, ``purge``.
 
 Registered by :mod:`smsbridge.cli` through ``register(subparsers)``.
 """
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..bridge import Bridge
     from ..store.records import StoredMessage
 
-__all__ = ["parse_since", "register"]
+__all__ = ["parse_since", "parse_statuses", "register"]
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -108,6 +108,54 @@ def register(subparsers: Any) -> None:
         help="seconds before a lost worker's messages are taken over (default 30)",
     )
     p.set_defaults(func=cmd_worker, needs_bridge=True)
+
+    p = subparsers.add_parser(
+        "purge",
+        help="delete old messages (retention): outgoing with history, and inbound",
+        description="Delete outgoing messages created before --before (with their status "
+        "history and attempts; never a pending one) and inbound messages received before it. "
+        "With --status, only outgoing messages in those statuses (inbound kept).",
+    )
+    p.add_argument(
+        "--before",
+        required=True,
+        type=parse_since,
+        help="age (90d, 12h) or ISO date/time: older than this goes",
+    )
+    p.add_argument(
+        "--status",
+        type=parse_statuses,
+        help="only these statuses, comma-separated (e.g. delivered,failed)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    p.set_defaults(func=cmd_purge, needs_bridge=True)
+
+
+def parse_statuses(value: str) -> list[Status]:
+    """``delivered,failed`` → statuses; ``pending`` is refused (it may still go out)."""
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        statuses = [Status(name) for name in names]
+    except ValueError:
+        known = ", ".join(s.value for s in Status if s is not Status.pending)
+        raise argparse.ArgumentTypeError(f"statuses are {known}") from None
+    if not statuses or Status.pending in statuses:
+        raise argparse.ArgumentTypeError(
+            "give one or more of delivered, failed, sent, ...; pending messages are never purged"
+        )
+    return statuses
+
+
+def cmd_purge(args: argparse.Namespace, bridge: Bridge) -> int:
+    counts = _store(bridge).delete_before(args.before, statuses=args.status, dry_run=args.dry_run)
+    if args.json:
+        emit_json({"dry_run": args.dry_run, "before": args.before.isoformat(), **counts.tables})
+        return 0
+    verb = "would delete" if args.dry_run else "deleted"
+    rows = [[name, n] for name, n in counts.tables.items()]
+    print(f"{verb} rows older than {_when(args.before)} UTC:")
+    print_table(rows, ["table", "rows"])
+    return 0
 
 
 # ---------------------------------------------------------------------- helpers

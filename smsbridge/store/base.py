@@ -8,10 +8,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -32,9 +34,14 @@ from .engine import is_memory, make_engine, normalise_url
 from .rows import KEY_CHUNK, chunks
 from .schema import attempts, outgoing
 
-__all__ = ["SqlBase"]
+__all__ = ["SqlBase", "direct_owner"]
 
 log = logging.getLogger("smsbridge.store")
+
+
+def direct_owner() -> str:
+    """Who owns a direct send's ``pending`` row: this process (``send:host:pid``)."""
+    return f"send:{socket.gethostname()}:{os.getpid()}"
 
 
 # ---------------------------------------------------------------------- the store
@@ -44,6 +51,8 @@ class SqlBase:
     ``url`` is any SQLAlchemy URL for SQLite or PostgreSQL. The schema is created or
     upgraded on open (``migrate_schema=False`` skips that, for tools that manage it
     themselves). ``clock`` is where it reads the time (leases, expiries, history).
+    ``pending_grace``: seconds after which a direct send still ``pending`` (its process
+    died between the record and the outcome) is settled as ``unknown`` by the recovery.
     Thread-safe: one instance serves every thread of a process (a connection pool).
     """
 
@@ -55,10 +64,14 @@ class SqlBase:
         pool_size: int = 5,
         max_overflow: int = 30,
         clock: Clock = utcnow,
+        pending_grace: float = 900.0,
     ) -> None:
         #: Where the store reads the time (leases, expiries, history): tests hand in a
         #: :class:`~smsbridge.clock.FakeClock` instead of waiting for the wall clock.
         self.clock = clock
+        #: Seconds a direct ``send()`` may stay ``pending`` before the workers' and the
+        #: Celery sweep's recovery settles it as ``unknown`` (its process died mid-send).
+        self.pending_grace = float(pending_grace)
         self._url = normalise_url(url)
         self.engine = make_engine(self._url, pool_size=pool_size, max_overflow=max_overflow)
         self._read_engine = self.engine.execution_options(smsbridge_read=True)
@@ -122,6 +135,7 @@ class SqlBase:
         now: datetime,
         outbox: bool,
         lane: str | None,
+        grace: float = 900.0,
     ) -> dict[str, Any]:
         return {
             "id": message_id,
@@ -147,10 +161,12 @@ class SqlBase:
             "outbox": outbox,
             "lane": lane,
             "send_at": message.send_at,
-            "claimed_by": None,
+            # A direct send is handed over at once: owned by this process until its
+            # outcome is recorded, or for ``pending_grace`` seconds (see lost_claims).
+            "claimed_by": None if outbox else direct_owner(),
             "claim_token": None,
-            "lease_until": None,
-            "sending_since": None,
+            "lease_until": None if outbox else now + timedelta(seconds=grace),
+            "sending_since": None if outbox else now,
             "claims": 0,
             "polled_at": None,
             "template": message.template,

@@ -324,7 +324,9 @@ class OutboxClaims(SqlBase):
             return int(result.rowcount)
 
     def lost_claims(self, *, now: datetime | None = None, limit: int = 100) -> list[ClaimedMessage]:
-        """Messages a worker started sending and then lost (lease expired, still pending).
+        """Messages a worker started sending and then lost (lease expired, still pending),
+        and direct sends still ``pending`` after ``pending_grace`` (their process died
+        between the record and the outcome).
 
         They may have reached the provider: resolve each with :meth:`resolve_lost`.
         """
@@ -343,10 +345,10 @@ class OutboxClaims(SqlBase):
 
     def resolve_lost(self, lost: ClaimedMessage, *, resend: bool) -> bool:
         """Settle a lost in-flight message: ``unknown`` (it may have gone out), or back
-        to the outbox when its route allows resending ambiguous messages. False when
-        something else settled it first."""
+        to the outbox when its route allows resending ambiguous messages (outbox messages
+        only: a direct send is never resent). False when something else settled it first."""
         with self._write() as conn:
-            return self._settle_lost(conn, lost, self.clock(), resend=resend)
+            return self._settle_lost(conn, lost, self.clock(), resend=resend and lost.outbox)
 
     @staticmethod
     def _settle_lost(
@@ -370,9 +372,10 @@ class OutboxClaims(SqlBase):
                 "updated_at": now,
             }
             return bool(conn.execute(update(o).where(*cond).values(values)).rowcount == 1)
+        who = "worker" if lost.outbox else f"process ({lost.claimed_by})"
         error = {
             "type": "AmbiguousSend",
-            "message": "the worker sending it stopped before recording the outcome; "
+            "message": f"the {who} sending it stopped before recording the outcome; "
             "it may or may not have gone out",
             "phone": None,
             "retryable": False,

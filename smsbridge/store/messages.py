@@ -109,6 +109,7 @@ class MessageRecords(SqlBase):
             now=self.clock(),
             outbox=False,
             lane=None,
+            grace=self.pending_grace,
         )
         with self._write() as conn:
             inserted = conn.execute(self._insert_outgoing, row).first() is not None

@@ -26,9 +26,21 @@ from .base import SqlBase
 from .records import HistoryEntry, StoredMessage
 from .schema import attempts, history, incoming, outgoing
 
-__all__ = ["Queries"]
+__all__ = ["PurgeCounts", "Queries"]
 
 log = logging.getLogger("smsbridge.store")
+
+
+class PurgeCounts(int):
+    """How many rows :meth:`Queries.delete_before` deleted (or would delete), per table;
+    as an ``int``, the outgoing messages."""
+
+    tables: dict[str, int]
+
+    def __new__(cls, outgoing: int, tables: dict[str, int]) -> PurgeCounts:
+        value = super().__new__(cls, outgoing)
+        value.tables = dict(tables)
+        return value
 
 
 class Queries(SqlBase):
@@ -184,18 +196,41 @@ class Queries(SqlBase):
             for r in rows
         ]
 
-    def delete_before(self, before: datetime) -> int:
-        """Delete outgoing messages (with history and attempts) and inbound messages
-        older than ``before`` that are no longer pending; returns how many outgoing."""
+    def delete_before(
+        self,
+        before: datetime,
+        *,
+        statuses: Sequence[Status | str] | None = None,
+        dry_run: bool = False,
+    ) -> PurgeCounts:
+        """Delete outgoing messages created before ``before`` (with their history and
+        attempts), never a ``pending`` one, and inbound messages received before it.
+
+        ``statuses``: only outgoing messages in these statuses (inbound messages are then
+        kept). ``dry_run``: count, delete nothing. Returns the counts per table; as an
+        ``int`` it is the number of outgoing messages.
+        """
         o = outgoing
+        wanted = [Status(s).value for s in statuses] if statuses else None
+        if wanted is not None and Status.pending.value in wanted:
+            raise ValueError("pending messages are never purged (they may still go out)")
+        cond = [o.c.created_at < before, o.c.status != Status.pending.value]
+        if wanted is not None:
+            cond.append(o.c.status.in_(wanted))
+        doomed = select(o.c.id).where(*cond)
+        tables: dict[str, tuple[Any, Any]] = {
+            "history": (history, history.c.message_id.in_(doomed)),
+            "attempts": (attempts, attempts.c.message_id.in_(doomed)),
+            "outgoing": (o, and_(*cond)),
+        }
+        if wanted is None:
+            tables["incoming"] = (incoming, incoming.c.received_at < before)
+        counts: dict[str, int] = {"incoming": 0}
         with self._write() as conn:
-            doomed = select(o.c.id).where(
-                o.c.created_at < before, o.c.status != Status.pending.value
-            )
-            conn.execute(delete(history).where(history.c.message_id.in_(doomed)))
-            conn.execute(delete(attempts).where(attempts.c.message_id.in_(doomed)))
-            count = conn.execute(
-                delete(o).where(o.c.created_at < before, o.c.status != Status.pending.value)
-            ).rowcount
-            conn.execute(delete(incoming).where(incoming.c.received_at < before))
-        return int(count)
+            for name, (table, where) in tables.items():
+                if dry_run:
+                    query = select(func.count()).select_from(table).where(where)
+                    counts[name] = int(conn.execute(query).scalar_one())
+                else:
+                    counts[name] = int(conn.execute(delete(table).where(where)).rowcount)
+        return PurgeCounts(counts["outgoing"], counts)

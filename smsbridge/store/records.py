@@ -67,6 +67,7 @@ class ClaimedMessage(_Record):
     lease_until: datetime | None
     claims: int  # how many times it was claimed (> 1 after a worker was lost)
     token: str | None = None  # this claim's own token (see SqlStore.mark_sending)
+    outbox: bool = True  # False: a direct send() whose process was lost (never resent)
 
 
 @dataclass(frozen=True)

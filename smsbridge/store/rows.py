@@ -106,6 +106,7 @@ MESSAGE_COLUMNS = (
     outgoing.c.claims,
     outgoing.c.template,
     outgoing.c.locale,
+    outgoing.c.outbox,
 )
 
 
@@ -118,4 +119,5 @@ def claimed_of(row: Any) -> ClaimedMessage:
         lease_until=row.lease_until,
         claims=int(row.claims or 0),
         token=row.claim_token,
+        outbox=bool(row.outbox),
     )
