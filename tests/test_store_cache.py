@@ -107,3 +107,35 @@ def test_processes_share_the_cache(store: SqlStore, store_url: str) -> None:
     found = store.cache_get("ns", "shared")
     assert found is not None and found[0] == "v19"
     assert rows(store) == 1
+
+
+def test_a_lease_has_one_holder_until_it_expires(store: SqlStore) -> None:
+    from smsbridge.clock import FakeClock
+
+    clock = store.clock = FakeClock(datetime.now(UTC))
+    assert store.lease_holder("lane:a") is None
+    assert store.acquire_lease("lane:a", "w1", 10)
+    assert not store.acquire_lease("lane:a", "w2", 10)  # held by w1
+    assert store.lease_holder("lane:a") == ("w1", clock() + timedelta(seconds=10))
+    clock.advance(8)
+    assert store.acquire_lease("lane:a", "w1", 10)  # renewal by the holder
+    clock.advance(8)
+    assert not store.acquire_lease("lane:a", "w2", 10)  # the renewal still runs
+    clock.advance(3)
+    assert store.acquire_lease("lane:a", "w2", 10)  # expired: taken over
+    assert not store.release_lease("lane:a", "w1")  # w1 no longer holds it
+    assert store.release_lease("lane:a", "w2")
+    assert store.acquire_lease("lane:a", "w3", 10) and store.acquire_lease("lane:b", "w1", 10)
+
+
+def test_processes_racing_for_a_lease_get_one_holder(store_url: str, store: SqlStore) -> None:
+    code = (
+        "import os\n"
+        f"s = smsbridge.store.open_store({store_url!r})\n"
+        "print(sum(s.acquire_lease('race', str(os.getpid()), 60) for _ in range(5)))\n"
+        "s.close()\n"
+    )
+    results = start_together([code] * 4)
+    assert [rc for rc, _, _ in results] == [0, 0, 0, 0], results
+    wins = [int(out) for _, out, _ in results]
+    assert sorted(wins) == [0, 0, 0, 5]  # one process got it (and renewed it), the rest none

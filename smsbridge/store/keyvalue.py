@@ -1,9 +1,11 @@
-"""The store as a :class:`~smsbridge.cache.KeyValueCache` (table ``smsbridge_cache``)."""
+"""The store as a :class:`~smsbridge.cache.KeyValueCache` (table ``smsbridge_cache``), and
+leases on top of it: named, expiring holds that one owner at a time gets (which worker
+drains a phone, which worker runs the sweep), taken and renewed in one atomic statement."""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import (
     delete,
@@ -13,7 +15,10 @@ from sqlalchemy import (
 from .base import SqlBase
 from .schema import cache
 
-__all__ = ["KeyValueRecords"]
+__all__ = ["LEASES", "KeyValueRecords"]
+
+#: The cache namespace leases live in.
+LEASES = "smsbridge.lease"
 
 log = logging.getLogger("smsbridge.store")
 
@@ -57,3 +62,34 @@ class KeyValueRecords(SqlBase):
         c = cache
         with self._write() as conn:
             conn.execute(delete(c).where(c.c.namespace == namespace, c.c.key == key))
+
+    # ------------------------------------------------------------------ leases
+    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool:
+        """Hold ``name`` for ``seconds`` from now: a new hold when nobody holds it (or the
+        last hold expired), a renewal when ``owner`` holds it. False while another
+        owner's hold lasts. One statement (an upsert that only overwrites an expired or
+        own hold), so two processes can never both get it."""
+        c = cache
+        now = self.clock()
+        until = now + timedelta(seconds=seconds)
+        stmt = self._insert(c).values(namespace=LEASES, key=name, value=owner, expires_at=until)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[c.c.namespace, c.c.key],
+            set_={"value": owner, "expires_at": until},
+            where=(c.c.expires_at <= now) | (c.c.value == owner),
+        ).returning(c.c.value)
+        with self._write() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def release_lease(self, name: str, owner: str) -> bool:
+        """Give ``name`` up, if ``owner`` holds it (True when it did)."""
+        c = cache
+        with self._write() as conn:
+            gone = conn.execute(
+                delete(c).where(c.c.namespace == LEASES, c.c.key == name, c.c.value == owner)
+            ).rowcount
+        return bool(gone)
+
+    def lease_holder(self, name: str) -> tuple[str, datetime] | None:
+        """Who holds ``name`` and until when (None: nobody, or the hold expired)."""
+        return self.cache_get(LEASES, name)
