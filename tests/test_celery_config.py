@@ -291,7 +291,12 @@ def test_sweep_settles_lost_messages_and_redispatches_orphans(tasks: SmsbridgeTa
     lost = _enqueue(tasks)
     orphan = _enqueue(tasks, to="+33612345670")
     _lost(tasks, lost, handed_over=True)
-    assert tasks.run_sweep(orphan_after=0) == {"settled": 1, "resent": 0, "dispatched": 1}
+    assert tasks.run_sweep(orphan_after=0) == {
+        "settled": 1,
+        "resent": 0,
+        "dispatched": 1,
+        "unconsumed": 0,
+    }
     assert tasks.bridge.store.get_result(lost).status is Status.unknown
     (task,) = _published(tasks, "sbt.a")
     assert task.headers["argsrepr"] == repr((orphan,))

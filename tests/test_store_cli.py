@@ -153,3 +153,21 @@ def test_purge(config: str, capsys: Any) -> None:
         assert bridge.store.get_result(waiting) is not None  # type: ignore[union-attr]
     finally:
         bridge.close()
+
+
+def test_outbox_points_out_messages_no_worker_takes(config: str, capsys: Any) -> None:
+    from smsbridge.clock import FakeClock
+
+    bridge = smsbridge.Bridge.from_yaml(config)
+    try:
+        bridge.store.clock = FakeClock(datetime.now(UTC) - timedelta(minutes=10))  # type: ignore[union-attr]
+        bridge.enqueue(TO, "waiting since ten minutes")
+        bridge.store.clock = FakeClock(datetime.now(UTC))  # type: ignore[union-attr]
+        bridge.enqueue(TO, "just stored")
+    finally:
+        bridge.close()
+    code, out, _ = run(capsys, "--config", config, "outbox")
+    assert code == 0 and "note: 1 outbox message(s) due for more than 5 min" in out
+    code, out, _ = run(capsys, "--config", config, "worker", "--once")
+    code, out, _ = run(capsys, "--config", config, "outbox")
+    assert code == 0 and "note:" not in out

@@ -5,6 +5,7 @@ from the YAML's ``queue:`` section (:func:`app_from_yaml`, ``celery -A smsbridge
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,6 +37,11 @@ def install(
     ``bridge``: a :class:`~smsbridge.Bridge`, or a callable returning one (built lazily,
     once per worker process: preferable with the prefork pool). ``redis_url``: where the
     per-phone rate limits are shared (without it, each worker process has its own).
+
+    Works with workers started the usual way (``celery -A proj worker``, no ``-Q``):
+    ``queues="single"`` uses the app's default queue; ``"per_phone"`` queues are added to
+    such a worker's queues. Every worker runs the sweep (one at a time), so no
+    ``celery beat`` is needed to recover a killed worker's messages.
     """
     if settings is None:
         settings = QueueSettings(
@@ -55,6 +61,13 @@ def _attach(
     phone_names: Sequence[str] | None = None,
 ) -> SmsbridgeTasks:
     tasks = SmsbridgeTasks(app, bridge, settings, phone_names=phone_names)
+    _wire_worker(app, tasks)
+    if settings.broker and settings.broker.split("://", 1)[0] in REDELIVERING_BROKERS:
+        # Brokers that emulate acknowledgements give a task back after the visibility
+        # timeout; the workers' sweep recovers a killed worker's messages long before.
+        options = dict(app.conf.broker_transport_options or {})
+        options.setdefault("visibility_timeout", settings.visibility_timeout)
+        app.conf.broker_transport_options = options
     if isinstance(bridge, Bridge):
         REGISTRY[bridge] = tasks
         # With the enqueue hook in place, bridge.enqueue() dispatches too.
@@ -63,6 +76,34 @@ def _attach(
             hooks.append(tasks.on_enqueue)
             tasks.hooked = True
     return tasks
+
+
+#: Brokers that emulate acknowledgements with a visibility timeout.
+REDELIVERING_BROKERS = ("redis", "rediss", "sentinel", "sqs")
+
+
+def _wire_worker(app: Celery, tasks: SmsbridgeTasks) -> None:
+    """Hook ``tasks`` into the workers of ``app``: a worker started without ``-Q`` also
+    consumes the per-phone queues (one started with ``-Q`` keeps its choice), and every
+    worker takes part in the sweep (one at a time, elected through the store)."""
+    from celery import signals
+
+    ref = weakref.ref(tasks)
+
+    def on_init(sender: Any = None, instance: Any = None, options: Any = None, **kw: Any) -> None:
+        mine = ref()
+        if mine is None or getattr(instance, "app", None) is not mine.app:
+            return
+        if not (options or {}).get("queues"):
+            mine.declare_queues(instance.app.amqp.queues)
+
+    def on_ready(sender: Any = None, **kw: Any) -> None:
+        mine = ref()
+        if mine is not None and getattr(sender, "app", None) is mine.app:
+            mine.start_sweeper()
+
+    signals.celeryd_init.connect(on_init, weak=False)
+    signals.worker_ready.connect(on_ready, weak=False)
 
 
 def enqueue(bridge: Bridge, to: str, body: str, **fields: Any) -> str:
@@ -112,10 +153,6 @@ def from_config(config: Config, settings: QueueSettings, *, bridge: Bridge | Non
         },
         enable_utc=True,
     )
-
-    if settings.broker.split("://", 1)[0] in ("redis", "rediss", "sentinel", "sqs"):
-        # Only brokers that emulate acknowledgements have a visibility timeout.
-        app.conf.broker_transport_options = {"visibility_timeout": settings.visibility_timeout}
 
     def build() -> Bridge:
         return Bridge.from_config(config)

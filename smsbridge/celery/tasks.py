@@ -94,7 +94,9 @@ class SmsbridgeTasks:
     - :attr:`send`: the task ``<prefix>.send(message_id)``.
     - :attr:`sweep`: the periodic task ``<prefix>.sweep()``: settles messages whose worker
       was lost mid-send, and re-dispatches due messages left without a task (stored
-      while the broker was down, or a task lost with its queue).
+      while the broker was down, or a task lost with its queue or its worker). The
+      workers run it themselves too (:meth:`start_sweeper`: one at a time, elected
+      through a lease in the store), so no ``celery beat`` is needed.
     - :meth:`enqueue` / :meth:`enqueue_many`: store in the outbox, then dispatch.
     - :meth:`queue_for` / :attr:`queue_names`: the queues (``celery worker -Q ...``).
     """
@@ -120,6 +122,7 @@ class SmsbridgeTasks:
         self._lock = threading.Lock()
         self._worker_ready = False
         self._heartbeat: threading.Thread | None = None
+        self._sweeper: threading.Thread | None = None
         self._stop = threading.Event()
         self.hooked = False  # True when bridge.enqueue() itself dispatches (enqueue_hooks)
         self.send: Task = self._register_send()
@@ -189,30 +192,86 @@ class SmsbridgeTasks:
             except Exception as exc:  # the next beat tries again
                 log.warning("renewing leases failed: %s", type(exc).__name__)
 
+    # ---------------------------------------------------------------- the workers' sweep
+    @property
+    def sweep_lease(self) -> str:
+        """The store lease whose holder runs the sweep."""
+        return f"{self.settings.prefix}:sweep"
+
+    def start_sweeper(self) -> None:
+        """Run the sweep from this process every ``sweep_interval`` while it holds the
+        sweep lease (one process of the fleet at a time; another takes over when the
+        holder dies). Called when a worker is ready; idempotent."""
+        with self._lock:
+            if self._sweeper is not None and self._sweeper.is_alive():
+                return
+            self._sweeper = threading.Thread(
+                target=self._sweep_loop, name="smsbridge-sweep", daemon=True
+            )
+            self._sweeper.start()
+
+    def _sweep_loop(self) -> None:
+        interval = self.settings.sweep_interval
+        while not self._stop.wait(interval):
+            self.sweep_once()
+
+    def sweep_once(self) -> dict[str, int] | None:
+        """Run the sweep if this process holds (or gets) the sweep lease; None if not."""
+        try:
+            store = celery_store(self.bridge)
+            hold = 3 * self.settings.sweep_interval
+            if not store.acquire_lease(self.sweep_lease, self.owner, hold):
+                return None
+            return self.run_sweep()
+        except Exception as exc:  # the next round tries again
+            log.warning("sweep failed: %s: %s", type(exc).__name__, self._redact(str(exc)))
+            return None
+
     def close(self) -> None:
-        """Stop the lease heartbeat; close the bridge when this object built it."""
+        """Stop the lease heartbeat and the sweeper; close the bridge when this object
+        built it."""
         self._stop.set()
         if self._heartbeat is not None:
             self._heartbeat.join(5)
+        if self._sweeper is not None:
+            self._sweeper.join(5)
         if self._factory is not None and self._bridge is not None:
             self._bridge.close()
             self._bridge = None
 
     # ---------------------------------------------------------------- queues
+    @property
+    def default_queue(self) -> str:
+        """The app's default queue (``task_default_queue``; ``celery`` unless configured):
+        where ``queues: single`` sends every task, so a worker started the usual way
+        consumes them."""
+        return str(self.app.conf.task_default_queue or "celery")
+
     def queue_for(self, phone: str | None) -> str:
         """The queue of a message whose route starts with ``phone`` (its lane)."""
         if self.settings.queues == "per_phone" and phone:
             return f"{self.settings.prefix}.{phone}"
-        return self.settings.prefix
+        return self.default_queue
+
+    @property
+    def phone_queues(self) -> list[str]:
+        """The per-phone queues (``queues: per_phone``), else none."""
+        if self.settings.queues != "per_phone":
+            return []
+        phones = self._phone_names if self._phone_names is not None else self.bridge.phones
+        return [self.queue_for(name) for name in phones]
 
     @property
     def queue_names(self) -> list[str]:
         """Every queue the tasks may be sent to (the default one first)."""
-        names = [self.settings.prefix]
-        if self.settings.queues == "per_phone":
-            phones = self._phone_names if self._phone_names is not None else self.bridge.phones
-            names += [self.queue_for(name) for name in phones]
-        return names
+        return [self.default_queue, *self.phone_queues]
+
+    def declare_queues(self, queues: Any) -> None:
+        """Add the per-phone queues to a worker's set of queues (Celery's ``Queues``), so a
+        worker started without ``-Q`` consumes them."""
+        for name in self.phone_queues:
+            if name not in queues:
+                queues.select_add(name)
 
     # ---------------------------------------------------------------- dispatch
     def dispatch(
@@ -408,10 +467,13 @@ class SmsbridgeTasks:
     ) -> dict[str, int]:
         """Settle lost in-flight messages; re-dispatch due messages that have no task.
 
-        A due, unclaimed pending message is re-dispatched only when it has waited more
-        than ``orphan_after`` seconds (default: 10 sweep intervals) *and* its queue is
-        empty, so a long backlog is never dispatched twice. A duplicate task is harmless
-        anyway: the store lets one claim win.
+        A due pending message that no live worker holds is re-dispatched only when it has
+        waited more than ``orphan_after`` seconds (default: the lease or the sweep
+        interval, the longer) *and* its queue is empty, so a backlog is never dispatched
+        twice; that covers tasks lost with their queue, and tasks a killed worker had
+        reserved (the broker would hold them until its visibility timeout). A duplicate
+        task is harmless: the store lets one claim win. Messages that waited longer than
+        two sweep intervals in a queue no worker consumes are logged, naming the queue.
         """
         bridge = self.bridge
         store = celery_store(bridge)
@@ -428,7 +490,8 @@ class SmsbridgeTasks:
                         "message %s: its worker was lost while sending it; status unknown",
                         lost.message_id,
                     )
-        wait = orphan_after if orphan_after is not None else 10 * self.settings.sweep_interval
+        default_wait = max(self.settings.lease, self.settings.sweep_interval)
+        wait = orphan_after if orphan_after is not None else default_wait
         ids = store.pending_ids(older_than=wait, limit=limit)
         by_queue: dict[str, list[tuple[str, str | None]]] = {}
         for message_id in ids:
@@ -446,7 +509,50 @@ class SmsbridgeTasks:
             dispatched += len(stuck)
         if dispatched:
             log.warning("sweep: re-dispatched %d message(s) that had no task", dispatched)
-        return {"settled": settled, "resent": resent, "dispatched": dispatched}
+        unconsumed = self.warn_unconsumed(store, limit=limit)
+        return {
+            "settled": settled,
+            "resent": resent,
+            "dispatched": dispatched,
+            "unconsumed": unconsumed,
+        }
+
+    def warn_unconsumed(self, store: CeleryOutbox, *, limit: int = 10_000) -> int:
+        """Log the queues where messages have waited more than two sweep intervals and that
+        no running worker consumes; returns how many messages wait there."""
+        waited = 2 * self.settings.sweep_interval
+        counts: dict[str, int] = {}
+        for message_id in store.pending_ids(older_than=waited, limit=limit):
+            stored = store.get_message(message_id)
+            if stored is not None:
+                queue = self.queue_for(stored.lane)
+                counts[queue] = counts.get(queue, 0) + 1
+        if not counts:
+            return 0
+        consumed = self.consumed_queues()
+        if consumed is None:
+            return 0  # no worker answered: nothing to tell apart
+        missing = {queue: n for queue, n in counts.items() if queue not in consumed}
+        for queue, n in sorted(missing.items()):
+            log.warning(
+                "%d message(s) have waited over %.0fs in queue %r, which no running worker "
+                "consumes: start one that does (celery worker -Q %s, or without -Q)",
+                n,
+                waited,
+                queue,
+                ",".join(self.queue_names),
+            )
+        return sum(missing.values())
+
+    def consumed_queues(self, timeout: float = 1.0) -> set[str] | None:
+        """The queues the running workers consume (a broadcast; None if none answered)."""
+        try:
+            answers = self.app.control.inspect(timeout=timeout).active_queues() or {}
+        except Exception:
+            return None
+        if not answers:
+            return None
+        return {str(q.get("name")) for queues in answers.values() for q in queues or ()}
 
     def _queue_length(self, queue: str) -> int:
         try:
@@ -467,9 +573,11 @@ class SmsbridgeTasks:
 
 
 class CeleryOutbox(OutboxStore, Protocol):
-    """What the tasks need from the store: an outbox that can also list a message."""
+    """What the tasks need from the store: an outbox that can also list a message and
+    hold a lease (the workers' sweep)."""
 
     def get_message(self, message_id: str) -> StoredMessage | None: ...
+    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool: ...
 
 
 def celery_store(bridge: Bridge) -> CeleryOutbox:
@@ -477,7 +585,14 @@ def celery_store(bridge: Bridge) -> CeleryOutbox:
     store = outbox_store(bridge.store, file=bridge.config.path)
     missing = [
         name
-        for name in ("claim_one", "mark_sending", "renew", "pending_ids", "get_message")
+        for name in (
+            "claim_one",
+            "mark_sending",
+            "renew",
+            "pending_ids",
+            "get_message",
+            "acquire_lease",
+        )
         if not callable(getattr(store, name, None))
     ]
     if missing:

@@ -187,8 +187,13 @@ def _note(m: StoredMessage) -> str:
 
 
 # ---------------------------------------------------------------------- commands
+#: How long a due outbox message may wait before ``smsbridge outbox`` points it out.
+WAITING_NOTE_AFTER = timedelta(minutes=5)
+
+
 def cmd_outbox(args: argparse.Namespace, bridge: Bridge) -> int:
-    messages = _store(bridge).list_outgoing(
+    store = _store(bridge)
+    messages = store.list_outgoing(
         status=args.status,
         phone=args.phone,
         since=args.since,
@@ -212,6 +217,13 @@ def cmd_outbox(args: argparse.Namespace, bridge: Bridge) -> int:
         for m in messages
     ]
     print_table(rows, ["id", "created (UTC)", "to", "phone", "status", "segs", "tag", "note"])
+    waiting = store.count_waiting(older_than=WAITING_NOTE_AFTER.total_seconds())
+    if waiting:
+        print(
+            f"note: {waiting} outbox message(s) due for more than "
+            f"{int(WAITING_NOTE_AFTER.total_seconds() // 60)} min and held by no worker: "
+            "is a worker running (smsbridge worker, or Celery workers consuming their queue)?"
+        )
     return 0
 
 

@@ -268,6 +268,26 @@ class OutboxClaims(SqlBase):
             )
             return [r.id for r in rows]
 
+    def count_waiting(self, *, older_than: float) -> int:
+        """How many due outbox messages no worker holds were stored more than
+        ``older_than`` seconds ago: a backlog no worker is draining (none running, or
+        none consuming their queue)."""
+        o = outgoing
+        now = self.clock()
+        with self._read() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(o)
+                    .where(
+                        PENDING_OUTBOX,
+                        or_(o.c.send_at.is_(None), o.c.send_at <= now),
+                        or_(o.c.lease_until.is_(None), o.c.lease_until < now),
+                        o.c.created_at <= now - timedelta(seconds=older_than),
+                    )
+                ).scalar_one()
+            )
+
     def mark_sending(
         self,
         message_id: str,
