@@ -315,7 +315,9 @@ class Workers:
         self._files.append(fh)
         cmd = [
             sys.executable, "-m", "celery", "-A", "smsbridge.celery", "worker",
-            "-n", f"{name}@%h", "-P", pool, "-c", str(concurrency), "-l", "INFO",
+            # a fresh node name: a killed worker's exclusive pidbox queue may linger
+            "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            "-P", pool, "-c", str(concurrency), "-l", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         if queues:

@@ -48,6 +48,9 @@ from smsbridge.config import QueueSettings
 
 app = Celery("proj", broker=os.environ["PROJ_BROKER"])
 app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1)
+# (the tests give each run its own default queue, "celery" otherwise: runs sharing a
+# broker must not take each other's tasks)
+app.conf.task_default_queue = os.environ.get("PROJ_DEFAULT_QUEUE", "celery")
 sms = smsbridge.celery.install(
     app,
     lambda: smsbridge.load(os.environ["SMSBRIDGE_CONFIG"]),
@@ -87,12 +90,15 @@ class Project:
             PROJ_BROKER=broker,
             PROJ_PREFIX=self.prefix,
             PROJ_QUEUES=queues,
+            PROJ_DEFAULT_QUEUE=f"{self.prefix}-default",
             PYTHONPATH=os.pathsep.join(
                 [str(tmp), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
             ),
         )
         os.environ.update({k: self.env[k] for k in ("SMSBRIDGE_CONFIG", "PROJ_BROKER")})
-        os.environ.update(PROJ_PREFIX=self.prefix, PROJ_QUEUES=queues)
+        os.environ.update(
+            PROJ_PREFIX=self.prefix, PROJ_QUEUES=queues, PROJ_DEFAULT_QUEUE=f"{self.prefix}-default"
+        )
         spec = importlib.util.spec_from_file_location(f"proj_{self.prefix}", tmp / "proj.py")
         assert spec is not None and spec.loader is not None
         self.module: Any = importlib.util.module_from_spec(spec)
@@ -105,8 +111,9 @@ class Project:
         """``celery -A proj worker`` (plus ``args``, e.g. ``-Q``), ready to consume."""
         log = (self.tmp / f"{name}.log").open("wb")
         cmd = [
-            sys.executable, "-m", "celery", "-A", "proj", "worker", "-n", f"{name}@%h",
-            "-P", "prefork", "-c", "1", "-l", "INFO", "--without-gossip", "--without-mingle",
+            sys.executable, "-m", "celery", "-A", "proj", "worker",
+            "-n", f"{name}-{self.prefix}@%h", "-P", "prefork", "-c", "1", "-l", "INFO",
+            "--without-gossip", "--without-mingle",
             *args,
         ]  # fmt: skip
         self.procs[name] = subprocess.Popen(
@@ -175,8 +182,8 @@ def project(tmp_path: Path) -> Iterator[Any]:
 @pytest.mark.parametrize("queues", ["single", "per_phone"])
 def test_a_worker_started_without_q_sends_everything(project: Any, queues: str) -> None:
     proj = project(queues)
-    if queues == "single":
-        assert proj.sms.queue_for("a") == "celery"  # the app's default queue
+    if queues == "single":  # the app's default queue ("celery" unless configured)
+        assert proj.sms.queue_for("a") == proj.module.app.conf.task_default_queue
     proj.start("w1")  # celery -A proj worker: no -Q, no beat
     ids = [proj.sms.enqueue(TO, f"m{n}", tag="b" if n % 2 else None) for n in range(20)]
     cs.wait_until(lambda: proj.statuses(ids) == Counter({"queued": 20}), 30, "all sent")
@@ -185,7 +192,8 @@ def test_a_worker_started_without_q_sends_everything(project: Any, queues: str) 
 
 def test_an_explicit_q_is_kept_and_the_sweep_names_the_unconsumed_queue(project: Any) -> None:
     proj = project("per_phone")
-    proj.start("w1", "-Q", "celery")  # the user's choice: only the default queue
+    default = proj.module.app.conf.task_default_queue
+    proj.start("w1", "-Q", default)  # the user's choice: only the default queue
     ids = [proj.sms.enqueue(TO, "to b", tag="b"), proj.sms.enqueue(TO, "to a")]
     waiting = f"{proj.prefix}.b"
     cs.wait_until(
