@@ -74,7 +74,7 @@ class Found:
     def reason(self) -> str:
         """Why a test needing this service cannot run."""
         origin = f"{self.service.env} is set" if self.configured else f"set {self.service.env}"
-        return f"{self.service.name} is not reachable on {self.address}: {self.problem} ({origin})"
+        return f"{self.service.name} on {self.address}: {self.problem} ({origin})"
 
 
 def address(url: str) -> tuple[str, int]:
@@ -84,12 +84,13 @@ def address(url: str) -> tuple[str, int]:
 
 
 def probe(url: str, timeout: float = TIMEOUT) -> str | None:
-    """None when the service at ``url`` answers, else what went wrong."""
+    """None when the service at ``url`` answers, else what went wrong ("not reachable (…)",
+    or "login failed (…)" when PostgreSQL answers but refuses the connection)."""
     host, port = address(url)
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
-        return exc.strerror or str(exc) or type(exc).__name__
+        return f"not reachable ({exc.strerror or exc or type(exc).__name__})"
     if url.startswith("postgresql"):
         return _postgres_login(url, timeout)
     return None
@@ -111,7 +112,8 @@ def _postgres_login(url: str, timeout: float) -> str | None:
         ) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"login failed ({detail})"
     return None
 
 
@@ -151,12 +153,13 @@ def header() -> list[str]:
         seen.setdefault((found.service.name, found.address), []).append(found)
     parts, missing = [], []
     for (name, where), group in seen.items():
-        if all(f.problem is None for f in group):
+        problems = [f.problem for f in group if f.problem is not None]
+        if not problems:
             parts.append(f"{name} {where} (found)")
             continue
-        parts.append(f"{name} {where} — not reachable")
+        parts.append(f"{name} {where} — {problems[0].split(' (')[0]}")
         action = "fail (CI=true)" if os.environ.get("CI") else "skip"
         groups = " and ".join(f.service.groups for f in group)
         envs = ", ".join(f.service.env for f in group)
-        missing.append(f"  without {name}, {groups} will {action} (set {envs})")
+        missing.append(f"  without {name}: {groups} will {action}; set {envs}")
     return ["services: " + ", ".join(parts), *missing]

@@ -54,10 +54,10 @@ def test_probe_finds_a_listening_server(listening: int) -> None:
 
 def test_probe_reports_a_closed_port_as_missing(closed_port: int) -> None:
     problem = services.probe(f"amqp://guest:guest@127.0.0.1:{closed_port}//", timeout=0.5)
-    assert problem
+    assert problem and problem.startswith("not reachable")
     found = services.find(fake(closed_port, "RabbitMQ"))
     assert found.problem and not found.configured
-    assert f"RabbitMQ is not reachable on 127.0.0.1:{closed_port}" in found.reason
+    assert f"RabbitMQ on 127.0.0.1:{closed_port}: not reachable" in found.reason
     assert f"set SMSBRIDGE_TEST_FAKE_{closed_port}" in found.reason
 
 
