@@ -8,6 +8,19 @@ pipeline of ``send()`` (validation, the phone's rate limit shared by the phone's
 retries, failover, recording) with the outbox hand-over. One more thread takes messages
 whose phone left the config, and re-routes them.
 
+**One budget per phone for every worker on the store.** A phone with a rate limit is
+drained by one worker process at a time: the one holding the store lease
+``lane:<phone>`` (:meth:`~smsbridge.store.sql.SqlStore.acquire_lease`). Its threads claim
+the phone's messages only while their process holds the lease, and share the phone's
+limiter, so the phone sees the rate of one process, whatever the number of workers. The
+heartbeat renews the leases with the claims; a worker without the lease tries to take it
+every ``idle_interval``; a stopping worker gives its lanes up at once, a killed one
+loses them when the lease runs out (then another worker takes over). Phones without a
+rate limit (and phones whose limiter is already shared, through Redis) are drained by
+every worker at once, as are messages whose phone left the config. The edge left: a
+message failing over *to* another phone is paced by that phone's limiter in the process
+that sends it, which may not hold that phone's lane.
+
 Crash safety, with every step recorded in the store:
 
 1. **claim** — an atomic conditional ``UPDATE`` (``FOR UPDATE SKIP LOCKED`` on
@@ -42,18 +55,53 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .bridge import Bridge
 from .errors import SendError, UnsupportedFeature
+from .limits import RedisLimiter
 from .outbox import ClaimLost, outbox_store, process_claimed
 from .phone import Phone
 from .status import Status
 from .store.records import ClaimedMessage
 
-__all__ = ["ClaimLost", "Worker", "WorkerStats"]
+__all__ = ["LANE_LEASE", "ClaimLost", "LeaseStore", "Worker", "WorkerStats"]
 
 log = logging.getLogger("smsbridge.worker")
+
+#: The lease a worker holds while it drains a phone: ``lane:<phone name>``.
+LANE_LEASE = "lane:{}"
+#: A lane counts as held locally for this share of the lease after each acquisition or
+#: renewal (timed from before the store's statement; the heartbeat renews every third of
+#: the lease): a process whose renewals stall stops claiming the phone's messages a third
+#: of the lease before the store could give the lane to another worker, which leaves the
+#: sends already past that check (hand-over, rate-limit wait, request) time to end.
+_HELD_SHARE = 2 / 3
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """Named, expiring holds shared by every process on the store (the SQL store has them)."""
+
+    def acquire_lease(self, name: str, owner: str, seconds: float) -> bool: ...
+
+    def release_lease(self, name: str, owner: str) -> bool: ...
+
+
+class _LaneLease:
+    """This process's view of one phone lane's store lease."""
+
+    def __init__(self, phone: str) -> None:
+        self.phone = phone
+        self.name = LANE_LEASE.format(phone)
+        self.owned = False  # taken and neither lost nor given up since
+        self.until = 0.0  # time.monotonic() up to which the lane is surely ours
+        self.tried = -math.inf  # last acquisition attempt (monotonic)
+        self.lock = threading.Lock()
+
+    @property
+    def held(self) -> bool:
+        return time.monotonic() < self.until
 
 
 @dataclass
@@ -69,6 +117,8 @@ class WorkerStats:
     lost_requeued: int = 0  # ... returned to the outbox (resend_ambiguous routes)
     polled_inbound: int = 0
     polled_status: int = 0
+    lanes_taken: int = 0  # phone lanes this worker took (at start, or over from another)
+    lanes_lost: int = 0  # ... and lost (its lease ran out before the heartbeat renewed it)
     errors: int = 0  # unexpected errors (database down...), logged
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -116,6 +166,8 @@ class Worker:
         self.idle_interval = float(idle_interval)
         self.poll_interval = float(poll_interval)
         self.stats = WorkerStats()
+        self._leases: LeaseStore | None = self.store if isinstance(self.store, LeaseStore) else None
+        self._lanes: dict[str, _LaneLease] = {}
         self._stop = threading.Event()
         self._done = threading.Event()
         self._once = False
@@ -128,6 +180,11 @@ class Worker:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def lanes_held(self) -> list[str]:
+        """The phones whose lane lease this worker holds now."""
+        return sorted(name for name, lane in self._lanes.items() if lane.held)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT stop the worker gracefully; a second one acts as usual."""
@@ -151,6 +208,7 @@ class Worker:
         self._once = once
         self._stop.clear()
         self._done.clear()
+        self._lanes = self._leased_lanes()
         log.info("worker %s starting (%s)", self.worker_id, "once" if once else "continuous")
         threads: list[threading.Thread] = []
         beat: threading.Thread | None = None
@@ -182,6 +240,7 @@ class Worker:
                     self.stats.add("released", released)
             except Exception:
                 log.exception("worker %s: could not release its claims", self.worker_id)
+            self._release_lanes()
         log.info("worker %s stopped: %s", self.worker_id, self.stats.to_dict())
         return self.stats
 
@@ -204,6 +263,17 @@ class Worker:
         # rare case, and a query without an index: looked at less often)
         threads.append(self._thread("other", self._lane, None, names, 10, 10.0))
         return threads
+
+    def _leased_lanes(self) -> dict[str, _LaneLease]:
+        """The phones drained under a lane lease: those with a rate limit that only this
+        process's limiter enforces."""
+        if self._leases is None:
+            return {}
+        return {
+            name: _LaneLease(name)
+            for name, phone in self.bridge.phones.items()
+            if phone.rate_limit and not isinstance(phone.limiter, RedisLimiter)
+        }
 
     def _threads_for(self, phone: Phone) -> int:
         if self.threads_per_phone:
@@ -232,7 +302,13 @@ class Worker:
         idle_factor: float = 1.0,
     ) -> None:
         idle = self.idle_interval * idle_factor
+        lane = self._lanes.get(lanes[0]) if lanes is not None and len(lanes) == 1 else None
         while not self._stop.is_set():
+            if lane is not None and not self._take_lane(lane):
+                if self._once:
+                    return  # another worker drains this phone
+                self._stop.wait(idle)
+                continue
             try:
                 claimed = self.store.claim(
                     self.worker_id,
@@ -255,7 +331,72 @@ class Worker:
                 if self._stop.is_set():
                     self._release([c.message_id for c in claimed[n:]])
                     return
+                if lane is not None and not lane.held:  # lost: the new holder sends them
+                    self._release([c.message_id for c in claimed[n:]])
+                    break
                 self.process(item)
+
+    def _take_lane(self, lane: _LaneLease) -> bool:
+        """True while this process holds ``lane``; otherwise try to take it (one thread
+        of the phone at a time, at most every ``idle_interval``)."""
+        if lane.held:
+            return True
+        with lane.lock:
+            if lane.held:
+                return True
+            now = time.monotonic()
+            if now - lane.tried < self.idle_interval:
+                return False
+            lane.tried = now
+            renewal = lane.owned
+            if not self._hold(lane):
+                return False
+        if not renewal:
+            self.stats.add("lanes_taken")
+            log.info("worker %s: draining phone %s", self.worker_id, lane.phone)
+        return True
+
+    def _hold(self, lane: _LaneLease) -> bool:
+        """Acquire or renew ``lane``'s lease in the store (False: another worker has it)."""
+        assert self._leases is not None
+        started = time.monotonic()
+        try:
+            ok = self._leases.acquire_lease(lane.name, self.worker_id, self.lease)
+        except Exception:
+            self.stats.add("errors")
+            log.exception("worker %s: could not take the lane of %s", self.worker_id, lane.phone)
+            ok = False
+        lane.until = started + self.lease * _HELD_SHARE if ok else 0.0
+        lane.owned = ok
+        return ok
+
+    def _renew_lanes(self) -> None:
+        for lane in self._lanes.values():
+            with lane.lock:
+                if not lane.owned or self._done.is_set():
+                    continue
+                if not self._hold(lane):
+                    self.stats.add("lanes_lost")
+                    log.warning(
+                        "worker %s: lost the lane of %s to another worker",
+                        self.worker_id,
+                        lane.phone,
+                    )
+
+    def _release_lanes(self) -> None:
+        """Give every lane up, so that another worker takes over at once."""
+        for lane in self._lanes.values():
+            with lane.lock:
+                if not lane.owned:
+                    continue
+                lane.owned, lane.until = False, 0.0
+                try:
+                    assert self._leases is not None
+                    self._leases.release_lease(lane.name, self.worker_id)
+                except Exception:
+                    log.exception(
+                        "worker %s: could not give up the lane of %s", self.worker_id, lane.phone
+                    )
 
     def _release(self, message_ids: list[str]) -> None:
         try:
@@ -289,6 +430,7 @@ class Worker:
         recover_every = max(0.1, self.lease / 2)
         next_recover = time.monotonic() + recover_every
         while not self._done.wait(renew_every):
+            self._renew_lanes()
             try:
                 self.store.renew(self.worker_id, lease=self.lease)
                 if time.monotonic() >= next_recover:
