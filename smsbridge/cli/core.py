@@ -13,7 +13,7 @@ from ..bridge import Bridge
 from ..errors import ConfigError, SendError
 from ..message import SendResult
 from ..registry import available
-from .messaging import parse_vars, var_arg
+from .messaging import add_var_argument, parse_vars
 from .output import capability_rows, emit_json, print_table
 
 __all__ = ["register"]
@@ -33,13 +33,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("to", help="recipient, E.164 (+225...) or national with default_region")
     p.add_argument("text", nargs="?", help="message body (or --template)")
     p.add_argument("--template", help="send this template instead of TEXT")
-    p.add_argument(
-        "--var",
-        action="append",
-        type=var_arg,
-        metavar="KEY=VALUE",
-        help="template variable; repeatable",
-    )
+    add_var_argument(p)
     p.add_argument("--locale", help="template locale (fr_CI falls back to fr, then default)")
     p.add_argument("--phone", help="send through this phone (bypasses routing)")
     p.add_argument("--sender", help="sender number or name")

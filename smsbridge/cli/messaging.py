@@ -23,6 +23,17 @@ from .output import emit_json, print_table
 __all__ = ["optouts_of", "parse_vars", "register", "var_arg"]
 
 
+def add_var_argument(parser: argparse.ArgumentParser) -> None:
+    """``--var KEY=VALUE`` (repeatable): template variables, for every command rendering one."""
+    parser.add_argument(
+        "--var",
+        action="append",
+        type=var_arg,
+        metavar="KEY=VALUE",
+        help="template variable; repeatable",
+    )
+
+
 def var_arg(text: str) -> tuple[str, str]:
     """argparse ``type=`` for ``--var KEY=VALUE``."""
     key, sep, value = text.partition("=")
@@ -46,13 +57,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("slug", nargs="?", help="render this template instead of listing")
     p.add_argument("--locale", help="locale to render (falls back fr_CI -> fr -> default)")
-    p.add_argument(
-        "--var",
-        action="append",
-        type=var_arg,
-        metavar="KEY=VALUE",
-        help="template variable; repeatable",
-    )
+    add_var_argument(p)
     p.add_argument(
         "--fold-accents",
         action="store_true",
